@@ -1,0 +1,101 @@
+"""Everything that knows about devices: choosing one, and moving batches onto it.
+
+All device handling lives here so that the loop stays device-agnostic and the GPU path can be
+tested on a CPU-only machine through the same functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from blowtorch.errors import OptionError
+
+
+def select_device(use_gpu: bool, gpu_id: int) -> torch.device:
+    """The device a run trains on.
+
+    ``use_gpu=True`` without CUDA falls back to the CPU with one warning, so a script written for a
+    GPU machine still runs on a laptop. A ``gpu_id`` that does not exist is an error.
+    """
+    if isinstance(gpu_id, bool) or not isinstance(gpu_id, int) or gpu_id < 0:
+        raise OptionError(f"gpu_id must be a non-negative int (a CUDA device index), got {gpu_id!r}")
+    if not use_gpu:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        warnings.warn(
+            "use_gpu=True but CUDA is not available on this machine; training on the CPU. "
+            "Pass use_gpu=False to silence this warning.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return torch.device("cpu")
+    count = torch.cuda.device_count()
+    if gpu_id >= count:
+        names = ", ".join(f"{i} ({torch.cuda.get_device_name(i)})" for i in range(count))
+        raise OptionError(
+            f"gpu_id={gpu_id} does not exist; the CUDA devices on this machine are: {names}. "
+            f"Pass one of those indices as gpu_id"
+        )
+    return torch.device("cuda", gpu_id)
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+def move_to_device(data: Any, device: torch.device) -> Any:
+    """Move every tensor inside ``data`` (nested dicts, lists, tuples, dataclasses) to ``device``.
+
+    Copies from pinned memory are asynchronous (``non_blocking``), so a DataLoader with
+    ``pin_memory=True`` overlaps the copy with compute. Objects with a ``.to`` method are moved too.
+    """
+    if isinstance(data, torch.Tensor):
+        return data.to(device, non_blocking=data.is_pinned())
+    if isinstance(data, Mapping):
+        return type(data)({key: move_to_device(value, device) for key, value in data.items()})  # type: ignore[call-arg]
+    if isinstance(data, tuple) and hasattr(data, "_fields"):  # namedtuple
+        return type(data)(*(move_to_device(value, device) for value in data))
+    if isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
+        moved = [move_to_device(value, device) for value in data]
+        return moved if isinstance(data, list) else type(data)(moved)  # type: ignore[call-arg]
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        changes = {f.name: move_to_device(getattr(data, f.name), device) for f in dataclasses.fields(data) if f.init}
+        return dataclasses.replace(data, **changes)
+    if hasattr(data, "to") and callable(data.to):
+        return data.to(device)
+    return data
+
+
+def batch_size_of(batch: Any) -> int:
+    """The number of samples in ``batch``: the first dimension of the first tensor found in it.
+
+    Used to weight per-epoch metric means, so a smaller last batch counts for what it holds. A
+    batch without tensors counts as one sample. Reads only shapes, never values (no device sync).
+    """
+    tensor = _first_tensor(batch)
+    return int(tensor.shape[0]) if tensor is not None and tensor.dim() > 0 else 1
+
+
+def _first_tensor(data: Any) -> torch.Tensor | None:
+    if isinstance(data, torch.Tensor):
+        return data
+    if isinstance(data, Mapping):
+        children: Any = data.values()
+    elif isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
+        children = data
+    elif dataclasses.is_dataclass(data) and not isinstance(data, type):
+        children = [getattr(data, f.name) for f in dataclasses.fields(data)]
+    else:
+        return None
+    for child in children:
+        found = _first_tensor(child)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,79 @@
+"""Sends every event to every logger, with sacred's failure policy.
+
+A logger that fails at start stops the run before training (a broken setup should be loud); one
+that fails later is disabled with one warning and training goes on, because a logging outage
+must never cost a training run; every logger's ``on_finish`` is called, even after failures.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Mapping, Sequence
+
+from blowtorch.errors import OptionError
+from blowtorch.loggers.base import FAILED, BaseLogger, RunInfo
+
+
+class LoggerStartError(OptionError):
+    """A logger raised in ``on_start``."""
+
+
+class LoggerFanout:
+    """Fans events out to a list of loggers and isolates their failures from each other."""
+
+    def __init__(self, loggers: Sequence[BaseLogger]) -> None:
+        for logger in loggers:
+            if not isinstance(logger, BaseLogger):
+                raise OptionError(
+                    f"loggers must be blowtorch.loggers.BaseLogger instances, got {type(logger).__name__} "
+                    f"({logger!r:.80}); subclass BaseLogger and override the events you need"
+                )
+        self.loggers = list(loggers)
+        self._disabled: set[int] = set()
+        self._started: list[BaseLogger] = []
+
+    def on_start(self, run: RunInfo) -> None:
+        for logger in self.loggers:
+            try:
+                logger.on_start(run)
+            except Exception as error:
+                self.on_finish(FAILED)
+                raise LoggerStartError(
+                    f"logger {_name(logger)} failed to start: {type(error).__name__}: {error}. "
+                    f"Fix its set-up or remove it from loggers=[...]"
+                ) from error
+            self._started.append(logger)
+
+    def log_metrics(self, metrics: Mapping[str, float], phase: str, epoch: int, step: int) -> None:
+        for logger in self._active():
+            self._guard(logger, "log_metrics", lambda: logger.log_metrics(metrics, phase, epoch, step))
+
+    def on_epoch_end(self, epoch: int, step: int) -> None:
+        for logger in self._active():
+            self._guard(logger, "on_epoch_end", lambda: logger.on_epoch_end(epoch, step))
+
+    def on_finish(self, status: str) -> None:
+        started, self._started = self._started, []
+        for logger in started:
+            try:
+                logger.on_finish(status)
+            except Exception as error:  # finishing the others matters more than this one's error
+                warnings.warn(f"logger {_name(logger)} failed to finish: {type(error).__name__}: {error}", RuntimeWarning)
+
+    def _active(self) -> list[BaseLogger]:
+        return [logger for logger in self._started if id(logger) not in self._disabled]
+
+    def _guard(self, logger: BaseLogger, event: str, call) -> None:  # type: ignore[no-untyped-def]
+        try:
+            call()
+        except Exception as error:
+            self._disabled.add(id(logger))
+            warnings.warn(
+                f"logger {_name(logger)} raised in {event} and is disabled for the rest of this run "
+                f"({type(error).__name__}: {error}); training goes on and every other logger still receives everything",
+                RuntimeWarning,
+            )
+
+
+def _name(logger: BaseLogger) -> str:
+    return type(logger).__name__

@@ -1,0 +1,154 @@
+"""What a step returns, and the per-epoch means of it.
+
+The hot path never reads a value back from the device: step values are kept as tensors where
+they were computed, stacked in chunks, and read in one transfer per device at the end of a pass.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Union
+
+import numpy as np
+import torch
+
+from blowtorch.errors import UsageError
+
+StepValue = Union[torch.Tensor, float]
+
+_CHUNK = 512  # step values stacked per device kernel; bounds the number of live tiny tensors
+
+
+def normalize_step_output(output: Any, hook_name: str) -> dict[str, StepValue]:
+    """A step's return value as ``{name: scalar tensor or float}``.
+
+    A bare tensor or number means ``{"loss": value}``; a tensor with more than one element is
+    reduced with ``.mean()``. Tensors keep their graph: the loop back-propagates one of them.
+    """
+    if isinstance(output, Mapping):
+        items = output.items()
+    elif isinstance(output, (torch.Tensor, numbers.Number)) and not isinstance(output, bool):
+        items = (("loss", output),)
+    else:
+        raise UsageError(
+            f"{hook_name} returned {_describe(output)}; return the loss as a tensor, or a dict of "
+            f"tensors and numbers such as {{'loss': loss, 'accuracy': accuracy}}"
+        )
+    normalized: dict[str, StepValue] = {}
+    for name, value in items:
+        if not isinstance(name, str) or not name:
+            raise UsageError(f"{hook_name} returned a dict with the key {name!r}; metric names must be non-empty strings")
+        normalized[name] = _scalar(value, name, hook_name)
+    if not normalized:
+        raise UsageError(f"{hook_name} returned an empty dict; return at least the loss, e.g. {{'loss': loss}}")
+    return normalized
+
+
+def _scalar(value: Any, name: str, hook_name: str) -> StepValue:
+    if isinstance(value, torch.Tensor):
+        if value.numel() == 0:
+            raise UsageError(f"{hook_name} returned an empty tensor for '{name}'; return a scalar or a non-empty tensor")
+        if value.is_complex():
+            raise UsageError(f"{hook_name} returned a complex tensor for '{name}'; metrics must be real numbers")
+        if not value.is_floating_point():
+            value = value.float()
+        return value.mean() if value.numel() > 1 else value.reshape(())
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    raise UsageError(
+        f"{hook_name} returned {_describe(value)} for '{name}'; each value must be a tensor or a number"
+    )
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "None (did you forget 'return'?)"
+    text = repr(value)
+    return f"a {type(value).__name__} ({text[:60]}{'...' if len(text) > 60 else ''})"
+
+
+@dataclass(frozen=True)
+class PassResult:
+    """The outcome of one pass over a loader: weighted means and where values stopped being finite."""
+
+    means: dict[str, float]
+    samples: int
+    steps: int
+    first_non_finite: dict[str, int]  # metric name -> index of the first step where it was NaN/inf
+
+
+class PassAccumulator:
+    """Collects the values of every step of a pass and computes their batch-size-weighted means."""
+
+    def __init__(self, hook_name: str) -> None:
+        self._hook_name = hook_name
+        self._names: tuple[str, ...] | None = None
+        self._weights: list[int] = []
+        self._pending: dict[torch.device, list[torch.Tensor]] = defaultdict(list)
+        self._pending_slots: dict[torch.device, list[tuple[int, int]]] = defaultdict(list)
+        self._chunks: dict[torch.device, list[torch.Tensor]] = defaultdict(list)
+        self._chunk_slots: dict[torch.device, list[tuple[int, int]]] = defaultdict(list)
+        self._numbers: list[tuple[int, int, float]] = []
+
+    @property
+    def names(self) -> tuple[str, ...] | None:
+        return self._names
+
+    def add(self, values: Mapping[str, StepValue], weight: int) -> None:
+        names = tuple(values)
+        if self._names is None:
+            self._names = names
+        elif names != self._names:
+            raise UsageError(
+                f"{self._hook_name} returned the metrics {list(names)} at step {len(self._weights)} of this "
+                f"pass but {list(self._names)} before; return the same names, in the same order, every step"
+            )
+        row = len(self._weights)
+        self._weights.append(weight)
+        for column, value in enumerate(values.values()):
+            if isinstance(value, torch.Tensor):
+                device = value.device
+                self._pending[device].append(value.detach())
+                self._pending_slots[device].append((row, column))
+                if len(self._pending[device]) >= _CHUNK:
+                    self._flush(device)
+            else:
+                self._numbers.append((row, column, value))
+
+    def _flush(self, device: torch.device) -> None:
+        if self._pending[device]:
+            self._chunks[device].append(torch.stack(self._pending[device]))
+            self._chunk_slots[device].extend(self._pending_slots[device])
+            self._pending[device] = []
+            self._pending_slots[device] = []
+
+    def result(self) -> PassResult:
+        """Read everything back (one transfer per device) and compute the weighted means."""
+        names = self._names or ()
+        table = np.full((len(self._weights), len(names)), np.nan, dtype=np.float64)
+        for device in list(self._pending):
+            self._flush(device)
+        for device, chunks in self._chunks.items():
+            values = torch.cat(chunks).detach().to("cpu", torch.float64).numpy()
+            rows, columns = zip(*self._chunk_slots[device])
+            table[list(rows), list(columns)] = values
+        for row, column, number in self._numbers:
+            table[row, column] = number
+        weights = np.asarray(self._weights, dtype=np.float64)
+        total = weights.sum()
+        with np.errstate(invalid="ignore", over="ignore"):
+            means = (table * weights[:, None]).sum(axis=0) / total if total > 0 else np.full(len(names), np.nan)
+        first_non_finite: dict[str, int] = {}
+        for column, name in enumerate(names):
+            bad = np.flatnonzero(~np.isfinite(table[:, column]))
+            if bad.size:
+                first_non_finite[name] = int(bad[0])
+        return PassResult(
+            means={name: float(mean) for name, mean in zip(names, means)},
+            samples=int(total),
+            steps=len(self._weights),
+            first_non_finite=first_non_finite,
+        )

@@ -1,0 +1,100 @@
+"""The progress display: a tqdm bar on a terminal, a plain line every few seconds elsewhere.
+
+Whether the output is a terminal is decided before sacred starts capturing it (sacred's capture
+turns stderr into a pipe), so a terminal keeps its bar while sacred's captured output, CI logs
+and ``cout.txt`` get a few plain lines instead of thousands of bar redraws.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from typing import Any, Mapping
+
+import torch
+
+from blowtorch.loggers.base import BaseLogger
+from blowtorch.loggers.textfile import format_metrics
+
+_LOSS_REFRESH_SECONDS = 1.0  # reading the running loss syncs with the device: at most this often
+
+
+class Progress(BaseLogger):
+    """Shows each pass's progress and prints each phase's metrics when it ends."""
+
+    def __init__(self, enabled: bool = True, interactive: bool | None = None, line_interval: float = 10.0) -> None:
+        self.enabled = enabled
+        self.interactive = sys.stderr.isatty() if interactive is None else interactive
+        self.columns = shutil.get_terminal_size().columns
+        self.line_interval = line_interval
+        self._bar: Any = None
+        self._label = ""
+        self._total: int | None = None
+        self._done = 0
+        self._started = 0.0
+        self._last_line = 0.0
+        self._last_loss_read = 0.0
+        self._loss_text = ""
+
+    def start_pass(self, phase: str, epoch: int, total: int | None) -> None:
+        if not self.enabled:
+            return
+        self._label = f"epoch {epoch} {phase}"
+        self._total, self._done, self._loss_text = total, 0, ""
+        self._started = self._last_line = self._last_loss_read = time.monotonic()
+        if self.interactive:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, desc=self._label, unit="step", ncols=self.columns, leave=False, file=sys.stderr)
+
+    def advance(self, loss: torch.Tensor | float | None) -> None:
+        """One step done; called every step, so it only touches the device about once a second."""
+        if not self.enabled:
+            return
+        self._done += 1
+        now = time.monotonic()
+        if loss is not None and now - self._last_loss_read >= _LOSS_REFRESH_SECONDS:
+            self._last_loss_read = now
+            self._loss_text = f"loss {float(loss):.4g}"
+            if self._bar is not None:
+                self._bar.set_postfix_str(self._loss_text, refresh=False)
+        if self._bar is not None:
+            self._bar.update(1)
+        elif now - self._last_line >= self.line_interval:
+            self._last_line = now
+            self._print(self._status_line(now))
+
+    def end_pass(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def log_metrics(self, metrics: Mapping[str, float], phase: str, epoch: int, step: int) -> None:
+        if self.enabled:
+            elapsed = time.monotonic() - self._started
+            self._print(f"epoch {epoch} {phase:<5} {format_metrics(metrics)}  ({_duration(elapsed)})")
+
+    def _status_line(self, now: float) -> str:
+        elapsed = now - self._started
+        rate = self._done / elapsed if elapsed > 0 else 0.0
+        if self._total:
+            eta = (self._total - self._done) / rate if rate > 0 else 0.0
+            position = f"{self._done}/{self._total} ({100 * self._done / self._total:.0f}%)"
+            timing = f"{rate:.1f} steps/s, ETA {_duration(eta)}"
+        else:
+            position, timing = f"{self._done} steps", f"{rate:.1f} steps/s"
+        return "  ".join(part for part in (self._label, position, self._loss_text, timing) if part)
+
+    def _print(self, line: str) -> None:
+        if self.interactive:
+            from tqdm.auto import tqdm
+
+            tqdm.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

@@ -1,0 +1,196 @@
+"""``Run``: the object a training script talks to. Config access, decorators, and ``run(...)``.
+
+No training logic lives here: sacred matters go to ``sacred_bridge``, the run itself to ``job``
+and the loop to ``loop``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence, TypeVar
+
+from sacred import Experiment
+from sacred.observers import RunObserver
+
+from blowtorch.config import ConfigDict, PathLike, load_config_files
+from blowtorch.errors import ConfigError
+from blowtorch.hooks import HookRegistry
+from blowtorch.job import RunOptions, TrainingJob
+from blowtorch.loggers.base import BaseLogger
+from blowtorch.progress import Progress
+from blowtorch.sacred_bridge.experiment import SacredBridge
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Run:
+    """A training run: configuration through sacred, then ``run(model, train_loader, val_loader)``.
+
+    Args:
+        config_files: YAML files merged in order (later files win, nested mappings are merged).
+        random_seed: the default of sacred's ``seed`` entry; ``with seed=N`` on the command line
+            overrides it. Python, numpy and torch are seeded right here, before the model exists.
+        name: the experiment name; defaults to the script's file name (required in notebooks).
+        argv: the command line to parse (default ``sys.argv``), e.g. ``["train.py", "with", "lr=0.1"]``.
+        observers: extra sacred observers (any ``sacred.observers.RunObserver``).
+        save_git_info: let sacred record the git commit of the script (needs ``git``).
+    """
+
+    def __init__(
+        self,
+        config_files: Sequence[PathLike] | None = None,
+        random_seed: int | None = None,
+        *,
+        name: str | None = None,
+        argv: Sequence[str] | str | None = None,
+        observers: Sequence[RunObserver] = (),
+        save_git_info: bool = True,
+    ) -> None:
+        caller_globals = sys._getframe(1).f_globals  # the user's script, to which sacred attributes the run
+        self._hooks = HookRegistry()
+        self._bridge = SacredBridge(
+            caller_globals,
+            name=name,
+            config_dicts=load_config_files(config_files),
+            random_seed=random_seed,
+            argv=argv,
+            observers=observers,
+            save_git_info=save_git_info,
+        )
+        self._config: ConfigDict | None = None
+        self.run_dir: Path | None = None
+        """The run directory of the last ``run(...)``, set as soon as it exists."""
+
+    # ---- configuration ---------------------------------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        """``run["model"]["num_layers"]`` or ``run["model.num_layers"]``; resolves the config on first use."""
+        return self.get_config().lookup(key)
+
+    def __contains__(self, key: str) -> bool:
+        try:
+            self[key]
+        except KeyError:
+            return False
+        return True
+
+    def get_config(self) -> ConfigDict:
+        """The resolved, read-only config: files < ``@run.config`` < named configs < ``with``, plus ``seed``."""
+        if self._config is None:
+            self._config = ConfigDict(self._bridge.config)
+        return self._config
+
+    @property
+    def seed(self) -> int:
+        """The run's seed, fixed when the ``Run`` was constructed."""
+        return self._bridge.seed
+
+    @property
+    def experiment(self) -> Experiment:
+        """The underlying ``sacred.Experiment``, for what blowtorch does not wrap (ingredients, hooks)."""
+        return self._bridge.experiment
+
+    def config(self, function: F) -> F:
+        """Decorator: a sacred config scope (its local variables become config entries)."""
+        self._before_resolution("@run.config")
+        self._bridge.experiment.config(function)
+        return function
+
+    def named_config(self, function: F) -> F:
+        """Decorator: a sacred named config, selected with ``with <function name>``."""
+        self._before_resolution("@run.named_config")
+        self._bridge.experiment.named_config(function)
+        return function
+
+    def _before_resolution(self, what: str) -> None:
+        if self._bridge.sacred_run is not None:
+            raise ConfigError(
+                f"{what} is registered after the config was resolved (by the first run[...] access); "
+                f"register config scopes and named configs before reading config values"
+            )
+
+    # ---- user functions --------------------------------------------------------------------
+
+    def train_step(self, function: F) -> F:
+        """Decorator: the training step. Parameters by name from ``batch, model, epoch, step,
+        batch_index, device, is_validate``; returns the loss or a dict of metrics."""
+        return self._hooks.register("train_step", function)  # type: ignore[return-value]
+
+    def validate_step(self, function: F) -> F:
+        """Decorator: the validation step; same parameters and return values as ``train_step``."""
+        return self._hooks.register("validate_step", function)  # type: ignore[return-value]
+
+    def configure_optimizers(self, function: F) -> F:
+        """Decorator: ``(model, device)`` -> optimizer(s), optionally with LR schedulers."""
+        return self._hooks.register("configure_optimizers", function)  # type: ignore[return-value]
+
+    def after_train(self, function: F) -> F:
+        """Decorator: called with the epoch's training ``metrics``; may return extra metrics."""
+        return self._hooks.register("after_train", function)  # type: ignore[return-value]
+
+    def after_validate(self, function: F) -> F:
+        """Decorator: called with the epoch's validation ``metrics``; may return extra metrics."""
+        return self._hooks.register("after_validate", function)  # type: ignore[return-value]
+
+    def before_epoch(self, function: F) -> F:
+        """Decorator: called at the start of every epoch with ``model, epoch, step, device``."""
+        return self._hooks.register("before_epoch", function)  # type: ignore[return-value]
+
+    def after_epoch(self, function: F) -> F:
+        """Decorator: called at the end of every epoch, after checkpointing."""
+        return self._hooks.register("after_epoch", function)  # type: ignore[return-value]
+
+    # ---- training --------------------------------------------------------------------------
+
+    def __call__(
+        self,
+        model: Any,
+        train_loader: Iterable[Any],
+        val_loader: Iterable[Any] | None = None,
+        *,
+        loggers: Sequence[BaseLogger] | None = None,
+        max_epochs: int = 1,
+        use_gpu: bool = True,
+        gpu_id: int = 0,
+        resume: str | Path | None = None,
+        save_path: str | Path = "train_logs",
+        run_name: str | None = None,
+        optimize_metric: str | None = None,
+        checkpoint_metric: str | None = None,
+        smaller_is_better: bool = True,
+        optimize_first: bool = False,
+        detect_anomalies: bool = False,
+        progress: bool = True,
+    ) -> dict[str, Any] | None:
+        """Train ``model`` as one sacred run and return its summary (``None`` for commands like ``print_config``).
+
+        Epochs count from 0 and ``max_epochs`` is the total. With ``optimize_first=False`` epoch 0
+        is a baseline pass over the training data without updates. See the README for every option.
+        """
+        options = RunOptions(
+            loggers=list(loggers or ()),
+            max_epochs=max_epochs,
+            use_gpu=use_gpu,
+            gpu_id=gpu_id,
+            resume=resume,
+            save_path=save_path,
+            run_name=run_name,
+            optimize_metric=optimize_metric,
+            checkpoint_metric=checkpoint_metric,
+            smaller_is_better=smaller_is_better,
+            optimize_first=optimize_first,
+            detect_anomalies=detect_anomalies,
+        )
+        self.get_config()
+        if not self._bridge.is_training:
+            self._bridge.run_command()
+            return None
+        # Decided now: once sacred captures the output, stderr is a pipe even on a terminal.
+        job = TrainingJob(model, train_loader, val_loader, self._hooks, options, Progress(enabled=progress))
+        try:
+            return self._bridge.start(job, Path(save_path))  # type: ignore[no-any-return]
+        finally:
+            self.run_dir = job.run_dir.path if job.run_dir is not None else None
+
+    run = __call__

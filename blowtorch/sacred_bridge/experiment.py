@@ -1,0 +1,237 @@
+"""The sacred Experiment behind a ``Run``: built for the user's script, its command line, config and seed.
+
+All contact with sacred's private API (``_create_run``, its docopt usage) is in this package.
+
+Life cycle:
+
+1. ``SacredBridge(...)`` when ``Run()`` is constructed: builds the Experiment attributed to the
+   caller's script, adds the config files, parses the command line and fixes the seed (seeding
+   python, numpy and torch right away, so a model built before any config access is reproducible).
+2. ``resolve()`` on first config access: sacred merges files < scopes < named configs < ``with``
+   and creates the (not yet started) sacred run.
+3. ``start(main, ...)`` from ``run(...)``: attaches the default file storage and starts the run,
+   which calls ``main(sacred_run)`` as its main function.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from docopt import docopt
+from sacred import Experiment
+from sacred.arg_parser import get_config_updates
+from sacred.dependencies import gather_sources_and_dependencies
+from sacred.observers import RunObserver
+from sacred.randomness import get_seed
+from sacred.utils import SacredError, apply_backspaces_and_linefeeds, format_sacred_error
+
+import blowtorch
+from blowtorch.config import merge_configs
+from blowtorch.errors import ConfigError, UsageError
+from blowtorch.rng import seed_everything
+from blowtorch.sacred_bridge.observers import DefaultFileStorageObserver
+
+MAIN_COMMAND = "train"
+_BLOWTORCH_DIR = os.path.dirname(os.path.realpath(blowtorch.__file__))
+
+
+class SacredBridge:
+    """Owns the sacred Experiment and the one sacred run a ``Run`` makes."""
+
+    def __init__(
+        self,
+        caller_globals: dict[str, Any],
+        *,
+        name: str | None,
+        config_dicts: Sequence[dict[str, Any]],
+        random_seed: int | None,
+        argv: Sequence[str] | str | None,
+        observers: Sequence[RunObserver],
+        save_git_info: bool,
+        cli_options: Sequence[Any] = (),
+    ) -> None:
+        self._globals = caller_globals
+        self._save_git_info = save_git_info
+        mainfile = caller_globals.get("__file__")
+        interactive = mainfile is None
+        if interactive and not name:
+            raise ConfigError(
+                "Run() is used interactively (a notebook or a REPL has no script file); pass a name, "
+                "e.g. Run(name='my-experiment')"
+            )
+        self.base_dir = str(Path(mainfile).resolve().parent) if mainfile else os.getcwd()
+        self.experiment = Experiment(
+            name=name or Path(mainfile).stem,  # type: ignore[arg-type]
+            base_dir=self.base_dir,
+            interactive=interactive,
+            # sacred scans *its caller's* module (this one) here; the user's script is gathered below.
+            save_git_info=False,
+            additional_cli_options=list(cli_options),
+        )
+        self.experiment.doc = caller_globals.get("__doc__")
+        self.experiment.captured_out_filter = apply_backspaces_and_linefeeds  # progress bars collapse
+        self._gather_sources()
+        self._main: Callable[[Any], Any] | None = None
+        self.experiment.main(_named_main(self._call_main))
+        for observer in observers:
+            if not isinstance(observer, RunObserver):
+                raise UsageError(f"observers must be sacred RunObserver instances, got {type(observer).__name__}")
+            self.experiment.observers.append(observer)
+
+        self.argv = _argv_list(argv)
+        self.short_usage, self.usage, internal_usage = self.experiment.get_usage(program_name=self.argv[0] or None)
+        self.args = docopt(internal_usage, [str(a) for a in self.argv[1:]], default_help=False)
+        self._handle_help_and_command()
+        self.config_updates, self.named_configs = get_config_updates(self.args["UPDATE"])
+        config = merge_configs(config_dicts)
+        self.seed = self._fix_seed(random_seed, config)
+        config["seed"] = self.seed
+        try:
+            # One dict, not one per file: sacred 0.8.7 loses its check for misspelled `with` keys
+            # when two config dicts follow each other.
+            self.experiment.add_config(config)
+        except (KeyError, ValueError, TypeError) as error:
+            raise ConfigError(f"the config files cannot be used as sacred config: {error}") from error
+        seed_everything(self.seed)
+        self.sacred_run: Any = None
+
+    # ---- construction ----------------------------------------------------------------------
+
+    def _handle_help_and_command(self) -> None:
+        if self.args["help"] or self.args["--help"]:
+            self.experiment._handle_help(self.args, self.usage)
+            sys.exit(0)
+        error = self.experiment._check_command(self.command)
+        if error:
+            print(self.short_usage, file=sys.stderr)
+            print(error, file=sys.stderr)
+            sys.exit(1)
+
+    @property
+    def command(self) -> str:
+        return str(self.args.get("COMMAND") or MAIN_COMMAND)
+
+    @property
+    def is_training(self) -> bool:
+        return self.command == MAIN_COMMAND
+
+    def _fix_seed(self, random_seed: int | None, config: dict[str, Any]) -> int:
+        """``with seed=N`` > ``random_seed`` > a seed in the config files > a fresh random one."""
+        if "seed" in self.config_updates:
+            return _check_seed(self.config_updates["seed"], "the command line ('with seed=...')")
+        if random_seed is not None:
+            return _check_seed(random_seed, "random_seed")
+        if "seed" in config:
+            return _check_seed(config["seed"], "the config files")
+        return int(get_seed(random.Random(os.urandom(16))))  # not the global random: no side effects
+
+    # ---- config resolution -----------------------------------------------------------------
+
+    def resolve(self) -> Any:
+        """Create the sacred run once (config resolved, observers attached, not started)."""
+        if self.sacred_run is None:
+            try:
+                sacred_run = self.experiment._create_run(
+                    self.command, self.config_updates, self.named_configs, info={}, meta_info={}, options=self.args
+                )
+            except SacredError as error:
+                # Like sacred's own command line: its message and usage, no traceback, exit 1;
+                # with -d/--debug the exception is raised instead.
+                message = format_sacred_error(error, self.short_usage).strip()
+                if self.args.get("--debug"):
+                    raise ConfigError(message) from error
+                print(message, file=sys.stderr)
+                sys.exit(1)
+            if sacred_run.config.get("seed") != self.seed:
+                raise ConfigError(
+                    f"a config scope or named config sets seed={sacred_run.config.get('seed')!r}, but the seed was "
+                    f"fixed to {self.seed} when Run() was constructed (the model may already be built with it). "
+                    f"Set the seed with Run(random_seed=...), in a config file, or with 'with seed=N'"
+                )
+            self.sacred_run = sacred_run
+        return self.sacred_run
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self.resolve().config)
+
+    # ---- running ---------------------------------------------------------------------------
+
+    def start(self, main: Callable[[Any], Any], save_path: Path) -> Any:
+        """Start the sacred run; it calls ``main(sacred_run)`` and records COMPLETED/FAILED/INTERRUPTED."""
+        sacred_run = self.resolve()
+        if sacred_run.start_time is not None:
+            raise UsageError("this Run has already trained once; a Run object starts one sacred run, create a new one")
+        self._gather_sources()  # modules imported since Run() was constructed
+        sacred_run.experiment_info = self.experiment.get_experiment_info()
+        if self.args.get("--name"):
+            sacred_run.experiment_info["name"] = self.args["--name"]
+        if self.is_training:
+            sacred_run.observers.append(DefaultFileStorageObserver(save_path))
+        self._main = main
+        try:
+            return sacred_run()
+        finally:
+            self._main = None
+
+    def run_command(self) -> Any:
+        """Run a command other than training (``print_config``, ...), exactly as sacred would."""
+        return self.resolve()()
+
+    def _call_main(self, _run: Any) -> Any:
+        assert self._main is not None
+        return self._main(_run)
+
+    def _gather_sources(self) -> None:
+        try:
+            found = gather_sources_and_dependencies(self._globals, self._save_git_info, self.base_dir)
+        except ValueError as error:  # e.g. a git repository without commits yet
+            if not self._save_git_info:
+                raise
+            warnings.warn(
+                f"sacred could not read the git state of {self.base_dir} ({error}); recording the run without "
+                f"git information. Pass Run(save_git_info=False) to skip this check",
+                RuntimeWarning,
+                stacklevel=4,  # the line of the user's script that made the Run
+            )
+            self._save_git_info = False
+            found = gather_sources_and_dependencies(self._globals, False, self.base_dir)
+        mainfile, sources, dependencies = found
+        # blowtorch is a dependency, never a source, even when the user's script sits next to it.
+        sources = {s for s in sources if not s.filename.startswith(_BLOWTORCH_DIR + os.sep)}
+        self.experiment.mainfile = mainfile
+        self.experiment.sources = sources
+        self.experiment.dependencies = dependencies
+
+
+def _named_main(call: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """The function sacred runs as its main command; its name is the command's name."""
+
+    def train(_run):  # type: ignore[no-untyped-def]
+        return call(_run)
+
+    train.__name__ = train.__qualname__ = MAIN_COMMAND
+    return train
+
+
+def _check_seed(seed: Any, origin: str) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"the seed from {origin} must be an int, got {seed!r}")
+    if not 0 <= seed < 2**32:  # sacred seeds numpy with it, which takes 32 bits
+        raise ConfigError(f"the seed from {origin} must be between 0 and 2**32 - 1, got {seed}")
+    return seed
+
+
+def _argv_list(argv: Sequence[str] | str | None) -> list[str]:
+    if argv is None:
+        return list(sys.argv) if sys.argv and sys.argv[0] else ["notebook"]
+    if isinstance(argv, str):
+        import shlex
+
+        return shlex.split(argv)
+    return [str(a) for a in argv]

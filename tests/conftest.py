@@ -1,0 +1,14 @@
+"""Shared fixtures: in-process runs use sacred's "sys" capture, which cooperates with pytest's."""
+
+from __future__ import annotations
+
+import pytest
+from sacred import SETTINGS
+
+SETTINGS.CAPTURE_MODE = "sys"
+
+
+@pytest.fixture(autouse=True)
+def _work_in_tmp_path(tmp_path, monkeypatch):
+    """Every test runs in its own directory, so default save paths ('train_logs') never mix."""
+    monkeypatch.chdir(tmp_path)

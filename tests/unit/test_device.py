@@ -1,0 +1,59 @@
+from collections import namedtuple
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from blowtorch import OptionError
+from blowtorch.device import batch_size_of, move_to_device, select_device
+
+Pair = namedtuple("Pair", "x y")
+
+
+@dataclass
+class Batch:
+    x: torch.Tensor
+    label: str
+
+
+def test_cpu_when_asked():
+    assert select_device(use_gpu=False, gpu_id=0) == torch.device("cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback of a machine without CUDA")
+def test_use_gpu_without_cuda_falls_back_to_cpu_with_one_warning():
+    with pytest.warns(RuntimeWarning, match="CUDA is not available on this machine; training on the CPU"):
+        assert select_device(use_gpu=True, gpu_id=0) == torch.device("cpu")
+
+
+def test_gpu_id_that_does_not_exist_names_the_devices_there_are(monkeypatch):
+    # No GPU on the test machines: pretend two exist to check the message and the index check.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: f"Card {i}")
+    assert select_device(use_gpu=True, gpu_id=1) == torch.device("cuda", 1)
+    with pytest.raises(OptionError, match=r"gpu_id=2 does not exist; the CUDA devices on this machine are: 0 \(Card 0\), 1 \(Card 1\)"):
+        select_device(use_gpu=True, gpu_id=2)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.0, "0", True])
+def test_gpu_id_must_be_a_non_negative_int(bad):
+    with pytest.raises(OptionError, match="gpu_id must be a non-negative int"):
+        select_device(use_gpu=False, gpu_id=bad)
+
+
+def test_move_to_device_keeps_the_structure():
+    batch = {"pair": Pair(torch.zeros(2), [torch.ones(3), "text"]), "batch": Batch(torch.zeros(1), "a"), "n": 3}
+    moved = move_to_device(batch, torch.device("cpu"))
+    assert isinstance(moved["pair"], Pair) and moved["pair"].y[1] == "text"
+    assert isinstance(moved["batch"], Batch) and moved["batch"].label == "a"
+    assert moved["n"] == 3
+    assert torch.equal(moved["pair"].y[0], torch.ones(3))
+
+
+def test_batch_size_is_the_first_dimension_of_the_first_tensor():
+    assert batch_size_of((torch.zeros(5, 3), torch.zeros(5))) == 5
+    assert batch_size_of({"meta": ["a"], "x": torch.zeros(7, 2)}) == 7
+    assert batch_size_of(Batch(torch.zeros(4, 1), "a")) == 4
+    assert batch_size_of(["no", "tensors"]) == 1
+    assert batch_size_of(torch.tensor(3.0)) == 1
