@@ -57,6 +57,8 @@ def move_to_device(data: Any, device: torch.device) -> Any:
     ``pin_memory=True`` overlaps the copy with compute. Objects with a ``.to`` method are moved too.
     """
     if isinstance(data, torch.Tensor):
+        if data.device == device:
+            return data
         return data.to(device, non_blocking=data.is_pinned())
     if isinstance(data, Mapping):
         return type(data)({key: move_to_device(value, device) for key, value in data.items()})  # type: ignore[call-arg]

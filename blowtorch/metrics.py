@@ -55,6 +55,8 @@ def _scalar(value: Any, name: str, hook_name: str) -> StepValue:
             raise UsageError(f"{hook_name} returned a complex tensor for '{name}'; metrics must be real numbers")
         if not value.is_floating_point():
             value = value.float()
+        if value.dim() == 0:
+            return value
         return value.mean() if value.numel() > 1 else value.reshape(())
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return float(value)

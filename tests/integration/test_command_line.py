@@ -1,0 +1,191 @@
+"""The example scripts run as a user runs them: sacred's command line, flags, and what lands on disk."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+import yaml
+
+from tests.helpers import EXAMPLES, assert_ok, only_run_dir, read_json, run_python, sacred_run_dirs, write_script
+
+CONFIGURED = EXAMPLES / "configured" / "train.py"
+
+
+def test_minimal_example_trains_and_records_the_run(tmp_path):
+    result = run_python(EXAMPLES / "minimal.py", cwd=tmp_path)
+    assert_ok(result)
+    run_dir = only_run_dir(tmp_path / "train_logs")
+    assert run_dir.name.endswith("-1")
+    run_json = read_json(tmp_path / "train_logs" / "sacred" / "1" / "run.json")
+    assert run_json["status"] == "COMPLETED"
+    assert run_json["experiment"]["name"] == "minimal"
+    assert [source for source, _ in run_json["experiment"]["sources"]] == ["minimal.py"]
+    assert "CUDA is not available on this machine; training on the CPU" in result.stderr
+    assert sorted(read_json(tmp_path / "train_logs" / "sacred" / "1" / "metrics.json")) == ["train.loss", "val.loss"]
+
+
+def test_with_overrides_flags_and_local_sources(tmp_path):
+    result = run_python(
+        CONFIGURED, "with", "model.num_layers=4", "model.use_dropout=True", "quick",
+        "-F", "my_runs", "-n", "deep-net", "-c", "four layers", "-l", "WARNING",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert_ok(result)
+    run_dir = only_run_dir(tmp_path / "train_logs")
+    assert "-deep-net-" in run_dir.name
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["model"] == {"num_layers": 4, "width": 64, "use_dropout": True, "dropout": 0.2}
+    assert config["train"]["max_epochs"] == 3 and config["data"]["samples"] == 1024  # the named config
+    assert config["steps_per_epoch"] == 16 and config["seed"] == 123  # the scope, the seed
+    assert "Dropout" in (run_dir / "model-summary.txt").read_text()
+    assert "class MLP(nn.Module):" in (run_dir / "source.txt").read_text()
+
+    for base in (tmp_path / "my_runs", tmp_path / "train_logs" / "sacred"):  # -F adds to the default storage
+        run_json = read_json(sacred_run_dirs(base)[0] / "run.json")
+        assert run_json["status"] == "COMPLETED"
+        assert run_json["experiment"]["name"] == "deep-net"
+        assert run_json["meta"]["comment"] == "four layers"
+        assert sorted(s for s, _ in run_json["experiment"]["sources"]) == ["model.py", "train.py"]
+        assert read_json(sacred_run_dirs(base)[0] / "config.json") == config
+        metrics = read_json(sacred_run_dirs(base)[0] / "metrics.json")
+        assert metrics["val.accuracy"]["steps"] == [0, 1, 2]
+    assert "INFO" not in result.stderr  # -l WARNING
+
+
+def test_print_config_and_help_do_not_train(tmp_path):
+    result = run_python(CONFIGURED, "print_config", "with", "quick", cwd=tmp_path)
+    assert_ok(result)
+    assert "samples = 1024" in result.stdout and "num_layers = 2" in result.stdout
+    assert not (tmp_path / "train_logs").exists()
+
+    result = run_python(CONFIGURED, "--help", cwd=tmp_path)
+    assert_ok(result)
+    assert "Usage:" in result.stdout and "--file_storage" in result.stdout
+    assert not (tmp_path / "train_logs").exists()
+
+
+def test_print_config_flag_prints_before_training(tmp_path):
+    result = run_python(CONFIGURED, "-p", "with", "quick", "train.max_epochs=2", cwd=tmp_path)
+    assert_ok(result)
+    assert "max_epochs = 2" in result.stdout
+    assert yaml.safe_load((only_run_dir(tmp_path / "train_logs") / "config.yaml").read_text())["train"]["max_epochs"] == 2
+
+
+def test_misspelled_key_fails_with_sacreds_message_unless_forced(tmp_path):
+    result = run_python(CONFIGURED, "with", "modle.num_layers=4", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Added new config entry that is not used anywhere" in result.stderr and "modle.num_layers=4" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "train_logs").exists()
+
+    result = run_python(CONFIGURED, "with", "quick", "modle.num_layers=4", "train.max_epochs=2", "-f", cwd=tmp_path)
+    assert_ok(result)
+    assert yaml.safe_load((only_run_dir(tmp_path / "train_logs") / "config.yaml").read_text())["modle"] == {"num_layers": 4}
+
+    result = run_python(CONFIGURED, "with", "modle.num_layers=4", "-d", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" in result.stderr and "ConfigError" in result.stderr
+
+
+def test_unobserved_run_has_no_sacred_record_but_a_run_directory(tmp_path):
+    result = run_python(CONFIGURED, "with", "quick", "train.max_epochs=2", "-u", cwd=tmp_path)
+    assert_ok(result)
+    assert not (tmp_path / "train_logs" / "sacred").exists()
+    run_dir = only_run_dir(tmp_path / "train_logs")
+    assert run_dir.name.endswith("-1")
+    assert "unobserved" in (run_dir / "log.txt").read_text()
+
+
+def test_same_script_and_seed_give_bit_identical_weights(tmp_path):
+    for directory in ("a", "b", "c"):
+        (tmp_path / directory).mkdir()
+    assert_ok(run_python(EXAMPLES / "minimal.py", "-u", cwd=tmp_path / "a"))
+    assert_ok(run_python(EXAMPLES / "minimal.py", "-u", cwd=tmp_path / "b"))
+    assert_ok(run_python(EXAMPLES / "minimal.py", "-u", "with", "seed=7", cwd=tmp_path / "c"))
+    weights = [
+        torch.load(only_run_dir(tmp_path / d / "train_logs") / "checkpoints" / "latest.pt", weights_only=True)["model"]
+        for d in ("a", "b", "c")
+    ]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
+
+
+def test_runs_started_together_never_share_a_directory(tmp_path):
+    command = [sys.executable, str(EXAMPLES / "minimal.py")]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    processes = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
+    for process in processes:
+        _, err = process.communicate(timeout=180)
+        assert process.returncode == 0, err.decode()
+    run_dirs = [p for p in (tmp_path / "train_logs").iterdir() if p.name != "sacred"]
+    assert len(run_dirs) == 3
+    assert sorted(p.name.rsplit("-", 1)[1] for p in run_dirs) == ["1", "2", "3"]
+    assert [p.name for p in sacred_run_dirs(tmp_path / "train_logs" / "sacred")] == ["1", "2", "3"]
+
+
+def test_ctrl_c_marks_the_sacred_run_interrupted(tmp_path):
+    script = write_script(
+        tmp_path,
+        """
+        import time
+        import torch
+        from blowtorch import Run
+
+        run = Run(random_seed=1)
+
+        @run.train_step
+        def step(batch, model):
+            time.sleep(0.05)
+            return model(batch).pow(2).mean()
+
+        @run.configure_optimizers
+        def configure(model):
+            return torch.optim.SGD(model.parameters(), lr=0.01)
+
+        print("training", flush=True)
+        run(torch.nn.Linear(2, 1), [torch.ones(4, 2)] * 1000, max_epochs=2, use_gpu=False)
+        """,
+    )
+    process = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "training"
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "train_logs").glob("*/log.txt")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=60)
+    assert process.returncode != 0
+    run_json = read_json(tmp_path / "train_logs" / "sacred" / "1" / "run.json")
+    assert run_json["status"] == "INTERRUPTED"
+    log = (only_run_dir(tmp_path / "train_logs") / "log.txt").read_text()
+    assert "interrupted (Ctrl-C) in epoch 0" in log and log.rstrip().endswith("run ended: INTERRUPTED")
+
+
+def test_progress_output_stays_small_in_captured_output(tmp_path):
+    script = write_script(
+        tmp_path,
+        """
+        import torch
+        from blowtorch import Run
+
+        run = Run(random_seed=1)
+
+        @run.train_step
+        def step(batch, model):
+            return model(batch).pow(2).mean()
+
+        @run.configure_optimizers
+        def configure(model):
+            return torch.optim.SGD(model.parameters(), lr=0.001)
+
+        run(torch.nn.Linear(2, 1), [torch.ones(1, 2)] * 3000, max_epochs=3, use_gpu=False)
+        """,
+    )
+    assert_ok(run_python(script, cwd=tmp_path))
+    cout = (tmp_path / "train_logs" / "sacred" / "1" / "cout.txt").read_text()
+    assert "epoch 2 train loss=" in cout
+    assert len(cout) < 4000, cout  # 9000 steps, a handful of lines
