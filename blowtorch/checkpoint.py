@@ -1,28 +1,27 @@
-"""Checkpoints: what they hold, and writing them so that a crash never leaves a broken one.
+"""What a checkpoint holds, and putting it back.
 
 A checkpoint is a plain dict of tensors and Python values, so it loads with
-``torch.load(path, weights_only=True)``: nobody has to unpickle arbitrary objects.
+``torch.load(path, weights_only=True)``: nobody has to unpickle arbitrary objects. It holds all
+that is needed to continue bit-exactly: model, optimizers, schedulers, the random number
+generators, the counters, the position inside an epoch, the best metric, config and versions.
+Files are written by :mod:`blowtorch.checkpoint_files`.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
 import blowtorch
+from blowtorch.checkpoint_files import CheckpointStore
 from blowtorch.errors import CheckpointError, TrainingError
 from blowtorch.optim import OptimizerSet
-from blowtorch.rng import capture_rng_state
 from blowtorch.state import TrainState
 
 FORMAT = "blowtorch-checkpoint"
 FORMAT_VERSION = 1
-BEST = "best.pt"
-LATEST = "latest.pt"
 
 
 def build_checkpoint(
@@ -30,24 +29,90 @@ def build_checkpoint(
     model: torch.nn.Module,
     optimizers: OptimizerSet,
     state: TrainState,
-    metrics: dict[str, float],
+    rng: dict[str, Any],
     config: dict[str, Any],
     sacred_run_id: Any,
 ) -> dict[str, Any]:
-    """Everything needed to continue the run after the epoch ``state.epoch``."""
+    """Everything needed to continue the run from ``state`` (an epoch end, or inside an epoch)."""
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model": model.state_dict(),
         "epoch": state.epoch,
-        "metrics": dict(metrics),
+        "metrics": dict(state.last_metrics),  # the last completed epoch's
         **optimizers.state_dict(),
+        "scaler": None,  # mixed precision is not supported yet; the key keeps the format stable
         "state": state.as_dict(),
-        "rng": capture_rng_state(),
+        "position": None if state.progress is None else state.progress.as_dict(),
+        "rng": rng,
         "config": config,
         "sacred_run_id": None if sacred_run_id is None else str(sacred_run_id),
         "versions": {"blowtorch": blowtorch.__version__, "torch": str(torch.__version__)},
     }
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Verify ``path`` against its manifest and load it with ``weights_only=True``."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    CheckpointStore(path.parent).verify(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(error).__name__}: {error})") from error
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not a blowtorch checkpoint (it has no '{FORMAT}' format marker); resume from a file "
+            f"in a run directory's checkpoints/ folder"
+        )
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} was written by a newer blowtorch ({payload.get('versions', {}).get('blowtorch')}); "
+            f"upgrade blowtorch to resume from it"
+        )
+    return payload
+
+
+def apply_checkpoint(payload: dict[str, Any], model: torch.nn.Module, optimizers: OptimizerSet, path: Path) -> None:
+    """Load model, optimizer and scheduler states, or say exactly what does not fit."""
+    _check_model_fits(payload["model"], model, path)
+    model.load_state_dict(payload["model"])
+    for kind, saved, current in (
+        ("optimizers", payload["optimizers"], optimizers.optimizers),
+        ("schedulers", payload["schedulers"], {name: s.scheduler for name, s in optimizers.schedules.items()}),
+    ):
+        if set(saved) != set(current):
+            raise CheckpointError(
+                f"{path} holds {len(saved)} {kind} {sorted(saved)}, but configure_optimizers returned "
+                f"{len(current)} {sorted(current)}; return the same {kind}, with the same names, as the run that "
+                f"wrote the checkpoint"
+            )
+        for name, target in current.items():
+            try:
+                target.load_state_dict(saved[name])
+            except (ValueError, KeyError, RuntimeError) as error:
+                raise CheckpointError(f"{path}: the state of {kind[:-1]} '{name}' does not fit: {error}") from error
+
+
+def _check_model_fits(saved: dict[str, torch.Tensor], model: torch.nn.Module, path: Path) -> None:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in saved]
+    unexpected = [k for k in saved if k not in expected]
+    mismatched = [
+        f"{k}: checkpoint {tuple(saved[k].shape)}, model {tuple(expected[k].shape)}"
+        for k in expected
+        if k in saved and tuple(saved[k].shape) != tuple(expected[k].shape)
+    ]
+    if missing or unexpected or mismatched:
+        parts = [
+            f"{label} ({len(items)}): {', '.join(items[:10])}{' ...' if len(items) > 10 else ''}"
+            for label, items in (("missing in the checkpoint", missing), ("unexpected in the checkpoint", unexpected), ("different shapes", mismatched))
+            if items
+        ]
+        raise CheckpointError(
+            f"{path} does not fit this model; " + "; ".join(parts) + ". Build the model with the configuration of the "
+            "run that wrote the checkpoint (its config is in the run directory's config.yaml)"
+        )
 
 
 def check_finite_parameters(model: torch.nn.Module, epoch: int) -> None:
@@ -59,79 +124,6 @@ def check_finite_parameters(model: torch.nn.Module, epoch: int) -> None:
     if not bool(finite):
         bad = [name for name, p in model.named_parameters() if p.is_floating_point() and not torch.isfinite(p).all()]
         raise TrainingError(
-            f"after epoch {epoch} the model parameters {bad[:5]}{' ...' if len(bad) > 5 else ''} hold NaN or inf "
-            f"values; no checkpoint was written. Lower the learning rate or clip gradients"
+            f"in epoch {epoch} the model parameters {bad[:5]}{' ...' if len(bad) > 5 else ''} became NaN or inf; "
+            f"no checkpoint was written. Lower the learning rate or clip gradients"
         )
-
-
-class CheckpointWriter:
-    """Writes ``latest.pt`` every epoch and ``best.pt`` when the checkpoint metric improved."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-
-    def write(self, payload: dict[str, Any], is_best: bool) -> None:
-        latest = self.directory / LATEST
-        save_atomic(payload, latest)
-        if is_best:
-            _replace_with_copy(latest, self.directory / BEST)
-
-
-def save_atomic(payload: dict[str, Any], path: Path) -> None:
-    """Write ``payload`` to ``path`` so that ``path`` is always either the old or the new file.
-
-    Temp file in the same directory, flush and fsync, ``os.replace``, fsync of the directory.
-    """
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException as error:
-        temporary.unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise CheckpointError(f"could not write the checkpoint {path}: {error}") from error
-        raise
-    _fsync_directory(path.parent)
-
-
-def _replace_with_copy(source: Path, target: Path) -> None:
-    """Make ``target`` a copy of ``source``, atomically: a hard link where possible (no extra disk)."""
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    temporary.unlink(missing_ok=True)
-    try:
-        try:
-            os.link(source, temporary)
-        except OSError:  # file systems without hard links
-            shutil.copyfile(source, temporary)
-            with open(temporary, "rb+") as handle:
-                os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise CheckpointError(f"could not write the checkpoint {target}: {error}") from error
-    _fsync_directory(target.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a blowtorch checkpoint with ``weights_only=True``; say clearly what is wrong with a bad one."""
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(error).__name__}: {error})") from error
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a blowtorch checkpoint (it has no '{FORMAT}' format marker)")
-    return payload

@@ -1,28 +1,32 @@
 """One training run inside its sacred run: run directory, checks, device, optimizers, loggers, loop.
 
 This is the main function sacred runs. Everything that goes wrong in here is written to
-``log.txt`` and recorded by sacred (FAILED with its trace, INTERRUPTED on Ctrl-C).
+``log.txt`` and recorded by sacred (FAILED with its trace, INTERRUPTED on Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
 
+import signal
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 
-from blowtorch.checkpoint import CheckpointWriter, build_checkpoint, check_finite_parameters
+from blowtorch.checkpoint import apply_checkpoint, build_checkpoint, check_finite_parameters
+from blowtorch.checkpoint_files import CheckpointStore
 from blowtorch.device import select_device
 from blowtorch.errors import OptionError, UsageError
 from blowtorch.hooks import HookRegistry
+from blowtorch.interrupt import Interrupted, StopRequest
 from blowtorch.loggers.base import COMPLETED, FAILED, INTERRUPTED, BaseLogger, RunInfo
 from blowtorch.loggers.fanout import LoggerFanout
 from blowtorch.loggers.textfile import TextFileLogger
 from blowtorch.loop import FitOptions, Trainee, fit
 from blowtorch.optim import OptimizerSet, parse_optimizers
 from blowtorch.progress import Progress
+from blowtorch.resume import ResumePoint, config_differences, find_resume_point
 from blowtorch.rundir import RunDirectory, generate_slug, plain_config
 from blowtorch.sacred_bridge.sink import SacredLogger
 from blowtorch.state import TrainState
@@ -45,6 +49,8 @@ class RunOptions:
     smaller_is_better: bool = True
     optimize_first: bool = False
     detect_anomalies: bool = False
+    checkpoint_every_n_steps: int | None = None
+    keep_last_epochs: int = 0
     fit: FitOptions = field(init=False)
 
     def __post_init__(self) -> None:
@@ -58,8 +64,20 @@ class RunOptions:
                 checkpoint_metric=self.checkpoint_metric,
                 smaller_is_better=self.smaller_is_better,
                 detect_anomalies=self.detect_anomalies,
+                checkpoint_every_n_steps=self.checkpoint_every_n_steps,
             ),
         )
+
+
+@dataclass(frozen=True)
+class ResumeRequest:
+    """What to resume from: a path (``run(resume=...)``) or a point already found (``--resume``)."""
+
+    target: ResumePoint | str | Path
+    from_command_line: bool
+
+    def point(self) -> ResumePoint:
+        return self.target if isinstance(self.target, ResumePoint) else find_resume_point(self.target)
 
 
 class TrainingJob:
@@ -73,6 +91,7 @@ class TrainingJob:
         hooks: HookRegistry,
         options: RunOptions,
         progress: Progress,
+        resume: ResumeRequest | None = None,
     ) -> None:
         self.model = model
         self.train_loader = train_loader
@@ -80,11 +99,12 @@ class TrainingJob:
         self.hooks = hooks
         self.options = options
         self.progress = progress
+        self.resume = resume
         self.run_dir: RunDirectory | None = None
 
     def __call__(self, sacred_run: Any) -> dict[str, Any]:
-        name = self.options.run_name or sacred_run.meta_info["options"].get("--name") or generate_slug()
-        self.run_dir = run_dir = RunDirectory.create(Path(self.options.save_path).absolute(), name, sacred_run._id)
+        point = self.resume.point() if self.resume is not None else None
+        self.run_dir = run_dir = self._run_directory(sacred_run, point)
         sacred_run.info["run_dir"] = str(run_dir.path)
         config = plain_config(sacred_run.config)
         text_log = TextFileLogger(run_dir)
@@ -92,6 +112,8 @@ class TrainingJob:
         state = TrainState()
         status = FAILED
         try:
+            if point is not None:
+                self._record_resume(sacred_run, point, config, text_log)
             run_dir.write_config(config)
             self._check_inputs()
             run_dir.write_text("model-summary.txt", model_summary(self.model))
@@ -99,6 +121,9 @@ class TrainingJob:
             device = select_device(self.options.use_gpu, self.options.gpu_id)
             self.model.to(device)
             optimizers = self._configure_optimizers(device)
+            if point is not None:
+                apply_checkpoint(point.checkpoint, self.model, optimizers, point.path)
+                state = TrainState.resumed_from(point.checkpoint)
             fanout = LoggerFanout([text_log, SacredLogger(sacred_run), self.progress, *self.options.loggers])
             fanout.on_start(
                 RunInfo(
@@ -109,33 +134,42 @@ class TrainingJob:
                     device=device,
                     sacred_run_id=sacred_run._id,
                     experiment_name=sacred_run.experiment_info["name"],
+                    resumed=point is not None,
+                    start_epoch=state.epoch,
+                    start_step=state.global_step,
                 )
             )
-            checkpoints = CheckpointWriter(run_dir.checkpoints)
+            store = CheckpointStore(run_dir.checkpoints, self.options.keep_last_epochs)
 
-            def save_checkpoint(state: TrainState, metrics: Mapping[str, float], is_best: bool) -> None:
+            def save_checkpoint(state: TrainState, epoch_end: bool, is_best: bool, rng: dict[str, Any]) -> None:
                 check_finite_parameters(self.model, state.epoch)
                 payload = build_checkpoint(
-                    model=self.model,
-                    optimizers=optimizers,
-                    state=state,
-                    metrics=dict(metrics),
-                    config=config,
-                    sacred_run_id=sacred_run._id,
+                    model=self.model, optimizers=optimizers, state=state, rng=rng, config=config, sacred_run_id=sacred_run._id
                 )
-                checkpoints.write(payload, is_best)
+                store.save(payload, epoch_end=epoch_end, is_best=is_best)
 
             trainee = Trainee(
                 self.model, self.train_loader, self.val_loader, self.hooks, optimizers, device,
-                self.options.fit, fanout, self.progress, save_checkpoint,
+                self.options.fit, fanout, self.progress, save_checkpoint, StopRequest(),
             )  # fmt: skip
-            fit(trainee, state)
+            if state.epoch >= self.options.max_epochs and state.progress is None:
+                text_log.note(f"nothing left to train: epochs 0-{state.epoch - 1} are done and max_epochs={self.options.max_epochs}; raise max_epochs to continue")
+            with trainee.stop:
+                fit(trainee, state, point.checkpoint["rng"] if point is not None else None)
             status = COMPLETED
             self._note_best(text_log, state)
             return _summary(run_dir, state)
+        except Interrupted as interrupted:
+            status = INTERRUPTED
+            text_log.note(
+                f"interrupted by {signal.Signals(interrupted.signal_number).name} in epoch {state.epoch} after global "
+                f"step {state.global_step}; checkpoints/latest.pt holds the state to continue from.\n"
+                f"To resume: python <your script> --resume {run_dir.path} (or run(..., resume='{run_dir.path}'))"
+            )
+            raise
         except KeyboardInterrupt:
             status = INTERRUPTED
-            text_log.note(f"interrupted (Ctrl-C) in epoch {state.epoch} at global step {state.global_step}")
+            text_log.note(f"aborted (second Ctrl-C) in epoch {state.epoch} at global step {state.global_step}, without a new checkpoint")
             raise
         except BaseException as error:
             text_log.note(f"failed in epoch {state.epoch} at global step {state.global_step}: {type(error).__name__}: {error}")
@@ -145,6 +179,32 @@ class TrainingJob:
                 fanout.on_finish(status)
             else:
                 text_log.on_finish(status)
+
+    def _run_directory(self, sacred_run: Any, point: ResumePoint | None) -> RunDirectory:
+        if point is not None and point.run_dir is not None:
+            return RunDirectory(point.run_dir)  # a resumed run continues in its directory
+        name = self.options.run_name or sacred_run.meta_info["options"].get("--name") or generate_slug()
+        return RunDirectory.create(Path(self.options.save_path).absolute(), name, sacred_run._id)
+
+    def _record_resume(self, sacred_run: Any, point: ResumePoint, config: dict[str, Any], text_log: TextFileLogger) -> None:
+        """sacred has no resume: the new sacred run records where it continues from."""
+        sacred_run.info["resumed_from"] = {
+            "checkpoint": str(point.path),
+            "parent_run_id": point.checkpoint.get("sacred_run_id"),
+            "epoch": point.checkpoint["epoch"],
+            "global_step": point.checkpoint["state"]["global_step"],
+            "inside_epoch": point.checkpoint.get("position") is not None,
+        }
+        text_log.note(f"resuming from {point.description}, written by sacred run {point.checkpoint.get('sacred_run_id')}")
+        differences = config_differences(point.config, config)
+        if differences:
+            if self.resume is not None and self.resume.from_command_line:
+                intro = "resuming with command-line config updates on top of the checkpoint's config"
+            else:
+                intro = "the config of this run differs from the config of the checkpoint it resumes from"
+            message = f"{intro}:\n  " + "\n  ".join(differences)
+            warnings.warn(message, UserWarning, stacklevel=2)
+            text_log.note(message)
 
     def _check_inputs(self) -> None:
         if not isinstance(self.model, torch.nn.Module):
@@ -164,10 +224,12 @@ class TrainingJob:
                 "a val_loader was given but no @run.validate_step is registered; decorate a function with "
                 "@run.validate_step (the training step may carry both decorators) or pass val_loader=None"
             )
-        max_epochs = self.options.max_epochs
-        if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
-            raise OptionError(f"max_epochs must be an int >= 1 (the total number of epochs, counted from 0), got {max_epochs!r}")
-        if max_epochs == 1 and not self.options.optimize_first:
+        options = self.options
+        _check_int("max_epochs", options.max_epochs, 1, "the total number of epochs, counted from 0")
+        _check_int("keep_last_epochs", options.keep_last_epochs, 0, "how many epoch-<n>.pt files to keep")
+        if options.checkpoint_every_n_steps is not None:
+            _check_int("checkpoint_every_n_steps", options.checkpoint_every_n_steps, 1, "or None for epoch ends only")
+        if options.max_epochs == 1 and not options.optimize_first and self.resume is None:
             warnings.warn(
                 "max_epochs=1 with optimize_first=False runs only the baseline epoch 0, which does not update the "
                 "model; pass max_epochs > 1 or optimize_first=True to train",
@@ -186,6 +248,11 @@ class TrainingJob:
     def _note_best(text_log: TextFileLogger, state: TrainState) -> None:
         if state.best_epoch is not None:
             text_log.note(f"best {state.checkpoint_metric}={state.best_value:.6g} at epoch {state.best_epoch} (checkpoints/best.pt)")
+
+
+def _check_int(name: str, value: Any, minimum: int, meaning: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise OptionError(f"{name} must be an int >= {minimum} ({meaning}), got {value!r}")
 
 
 def _check_loader(label: str, loader: Any) -> None:

@@ -3,25 +3,37 @@
 Per step: move the batch, call the user's step, back-propagate, keep the values on the device.
 Per epoch: read the values once, fan the means out to the loggers, step schedulers, checkpoint.
 The loop is the only place that calls user hooks.
+
+Resuming inside an epoch replays it: the random state from the start of the epoch is restored
+before the data iterator is created, the batches already trained on are skipped, and the random
+state from the moment of the checkpoint is restored, so the data order and every later random
+draw match the run that was interrupted.
 """
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 import torch
 
 from blowtorch.device import batch_size_of, move_to_device
-from blowtorch.errors import NonFiniteLossError, OptionError, UsageError
+from blowtorch.errors import CheckpointError, NonFiniteLossError, OptionError, UsageError
 from blowtorch.hooks import HookRegistry
+from blowtorch.interrupt import Interrupted, StopRequest
 from blowtorch.loggers.fanout import LoggerFanout
 from blowtorch.metrics import PassAccumulator, PassResult, normalize_step_output
 from blowtorch.optim import OptimizerSet
 from blowtorch.progress import Progress
-from blowtorch.state import TrainState
+from blowtorch.rng import capture_rng_state, loader_generators, restore_rng_state
+from blowtorch.state import EpochProgress, TrainState
 
 PHASE_LABELS = {"train": "training", "val": "validation"}
+
+#: save_checkpoint(state, epoch_end, is_best, rng): writes latest.pt (and best.pt at epoch ends)
+SaveCheckpoint = Callable[[TrainState, bool, bool, dict], None]
 
 
 @dataclass(frozen=True)
@@ -32,6 +44,7 @@ class FitOptions:
     checkpoint_metric: str | None = None
     smaller_is_better: bool = True
     detect_anomalies: bool = False
+    checkpoint_every_n_steps: int | None = None
 
 
 @dataclass
@@ -47,33 +60,51 @@ class Trainee:
     options: FitOptions
     loggers: LoggerFanout
     progress: Progress
-    save_checkpoint: Callable[[TrainState, Mapping[str, float], bool], None]
+    save_checkpoint: SaveCheckpoint
+    stop: StopRequest
+
+    def __post_init__(self) -> None:
+        self.generators = loader_generators(self.train_loader, "train_loader")
 
 
-def fit(trainee: Trainee, state: TrainState) -> None:
-    """Train from ``state.epoch`` up to ``options.max_epochs`` (a total, epochs counted from 0)."""
+def fit(trainee: Trainee, state: TrainState, resume_rng: dict[str, Any] | None = None) -> None:
+    """Train from ``state`` up to ``options.max_epochs`` (a total, epochs counted from 0).
+
+    ``resume_rng`` is the random state of the checkpoint a resumed run continues from.
+    """
     was_training = trainee.model.training
     try:
         with torch.autograd.set_detect_anomaly(trainee.options.detect_anomalies):
+            if resume_rng is not None and state.progress is None:
+                restore_rng_state(resume_rng, trainee.generators)
             while state.epoch < trainee.options.max_epochs:
-                run_epoch(trainee, state)
+                run_epoch(trainee, state, resume_rng if state.progress is not None else None)
                 state.epoch += 1
     finally:
         trainee.model.train(was_training)
 
 
-def run_epoch(trainee: Trainee, state: TrainState) -> None:
+def run_epoch(trainee: Trainee, state: TrainState, resume_rng: dict[str, Any] | None) -> None:
     epoch, options = state.epoch, trainee.options
+    resumed, state.progress = state.progress, None
     _call(trainee, "before_epoch", state)
     # With optimize_first=False, epoch 0 is a baseline: a pass over the training data without updates.
     optimize = options.optimize_first or epoch > 0
-    start_step = state.global_step
-    train = train_pass(trainee, state, optimize)
-    metrics = {"train": _after_pass(trainee, "after_train", train.means, state, is_validate=False)}
-    trainee.loggers.log_metrics(metrics["train"], "train", epoch, state.global_step)
-    _raise_if_loss_not_finite(train, state, epoch, start_step)
+    if resumed is not None and resumed.train_metrics is not None:  # stopped during validation
+        assert resume_rng is not None
+        restore_rng_state(resume_rng, trainee.generators)
+        metrics = {"train": resumed.train_metrics}
+        train_steps = resumed.batches_done
+    else:
+        start_step = state.global_step - (resumed.batches_done if resumed else 0)
+        train = train_pass(trainee, state, optimize, resumed, resume_rng)
+        metrics = {"train": _after_pass(trainee, "after_train", train.means, state, is_validate=False)}
+        trainee.loggers.log_metrics(metrics["train"], "train", epoch, state.global_step)
+        _raise_if_loss_not_finite(train, state, epoch, start_step)
+        train_steps = train.steps
     if trainee.val_loader is not None:
-        val = validate_pass(trainee, state)
+        stopped = EpochProgress(batches_done=train_steps, train_metrics=metrics["train"])
+        val = validate_pass(trainee, state, stopped, capture_rng_state(trainee.generators))
         metrics["val"] = _after_pass(trainee, "after_validate", val.means, state, is_validate=True)
         trainee.loggers.log_metrics(metrics["val"], "val", epoch, state.global_step)
     qualified = {f"{phase}.{name}": value for phase, values in metrics.items() for name, value in values.items()}
@@ -81,24 +112,44 @@ def run_epoch(trainee: Trainee, state: TrainState) -> None:
     if state.checkpoint_metric is None:
         state.checkpoint_metric = resolve_metric(options.checkpoint_metric, metrics, "checkpoint_metric")
     if optimize:
-        trainee.optimizers.step_epoch_schedulers(qualified, state.checkpoint_metric, lambda name: resolve_metric(name, metrics, "monitor"))
+        with warnings.catch_warnings():
+            if resumed is not None and resumed.train_metrics is not None:
+                # The optimizer steps of this epoch happened before the resume; torch cannot know that.
+                warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()` before"))
+            trainee.optimizers.step_epoch_schedulers(qualified, state.checkpoint_metric, lambda name: resolve_metric(name, metrics, "monitor"))
     value = qualified[state.checkpoint_metric]
     is_best = state.is_improvement(value, options.smaller_is_better)
     if is_best:
         state.best_value, state.best_epoch = value, epoch
-    trainee.save_checkpoint(state, qualified, is_best)
+    trainee.save_checkpoint(state, True, is_best, capture_rng_state(trainee.generators))
     _call(trainee, "after_epoch", state)
     trainee.loggers.on_epoch_end(epoch, state.global_step)
+    if trainee.stop.requested:
+        raise Interrupted(trainee.stop.signal_number)  # type: ignore[arg-type]
 
 
-def train_pass(trainee: Trainee, state: TrainState, optimize: bool) -> PassResult:
-    model, step_hook = trainee.model, trainee.hooks.get("train_step")
+def train_pass(
+    trainee: Trainee, state: TrainState, optimize: bool, resumed: EpochProgress | None, resume_rng: dict[str, Any] | None
+) -> PassResult:
+    model, step_hook, every = trainee.model, trainee.hooks.get("train_step"), trainee.options.checkpoint_every_n_steps
     assert step_hook is not None  # checked before training starts
     accumulator = PassAccumulator("train_step")
+    skip = 0
+    if resumed is not None:
+        assert resumed.epoch_start_rng is not None and resumed.partial is not None and resume_rng is not None
+        accumulator.restore(resumed.partial)
+        skip, epoch_start_rng = resumed.batches_done, resumed.epoch_start_rng
+        restore_rng_state(epoch_start_rng, trainee.generators)
+    else:
+        epoch_start_rng = capture_rng_state(trainee.generators)
     model.train()
-    trainee.progress.start_pass("train", state.epoch, _length(trainee.train_loader))
+    trainee.progress.start_pass("train", state.epoch, _length(trainee.train_loader), done=skip)
+    batches = iter(trainee.train_loader)
+    if resumed is not None:
+        _skip(batches, skip, state.epoch)
+        restore_rng_state(resume_rng, trainee.generators)  # type: ignore[arg-type]
     with torch.set_grad_enabled(optimize):
-        for batch_index, batch in enumerate(trainee.train_loader):
+        for batch_index, batch in enumerate(batches, start=skip):
             batch = move_to_device(batch, trainee.device)
             values = normalize_step_output(
                 step_hook(_step_arguments(trainee, state, batch, batch_index, is_validate=False)), "train_step"
@@ -112,11 +163,14 @@ def train_pass(trainee: Trainee, state: TrainState, optimize: bool) -> PassResul
             accumulator.add(values, batch_size_of(batch))
             state.global_step += 1
             trainee.progress.advance(loss)
+            if trainee.stop.requested or (every and state.global_step % every == 0):
+                _checkpoint_inside_epoch(trainee, state, EpochProgress(batch_index + 1, epoch_start_rng), accumulator)
     trainee.progress.end_pass()
     return _non_empty(accumulator.result(), "train_loader")
 
 
-def validate_pass(trainee: Trainee, state: TrainState) -> PassResult:
+def validate_pass(trainee: Trainee, state: TrainState, stopped: EpochProgress, rng_after_train: dict[str, Any]) -> PassResult:
+    """One pass over the validation data; a stop request checkpoints the end of the training pass."""
     step_hook = trainee.hooks.get("validate_step")
     assert step_hook is not None and trainee.val_loader is not None  # checked before training starts
     accumulator = PassAccumulator("validate_step")
@@ -130,8 +184,39 @@ def validate_pass(trainee: Trainee, state: TrainState) -> PassResult:
             )
             accumulator.add(values, batch_size_of(batch))
             trainee.progress.advance(None)
+            if trainee.stop.requested:
+                trainee.progress.end_pass()
+                state.progress = stopped  # resuming runs this validation again from its start
+                trainee.save_checkpoint(state, False, False, rng_after_train)
+                raise Interrupted(trainee.stop.signal_number)  # type: ignore[arg-type]
     trainee.progress.end_pass()
     return _non_empty(accumulator.result(), "val_loader")
+
+
+def _checkpoint_inside_epoch(trainee: Trainee, state: TrainState, where: EpochProgress, accumulator: PassAccumulator) -> None:
+    """Write latest.pt at the current step (every n steps, or on a stop request) and stop if asked to."""
+    partial = accumulator.result()
+    _raise_if_loss_not_finite(partial, state, state.epoch, state.global_step - where.batches_done)
+    where.partial = accumulator.snapshot()
+    state.progress = where
+    try:
+        trainee.save_checkpoint(state, False, False, capture_rng_state(trainee.generators))
+    finally:
+        state.progress = None
+    if trainee.stop.requested:
+        trainee.progress.end_pass()
+        raise Interrupted(trainee.stop.signal_number)  # type: ignore[arg-type]
+
+
+def _skip(batches: Any, count: int, epoch: int) -> None:
+    for done in range(count):
+        try:
+            next(batches)
+        except StopIteration:
+            raise CheckpointError(
+                f"the checkpoint stopped after {count} training batches of epoch {epoch}, but train_loader yields "
+                f"only {done}; resume with the same training data and batch size"
+            ) from None
 
 
 def resolve_metric(requested: str | None, metrics: Mapping[str, Mapping[str, float]], option: str) -> str:
@@ -224,11 +309,9 @@ def _after_pass(trainee: Trainee, kind: str, means: dict[str, float], state: Tra
 
 
 def _as_float(value: Any, name: str, kind: str) -> float:
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return float(value)
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RuntimeError):
         raise UsageError(f"{kind} set metric '{name}' to {value!r:.60}; metrics must be numbers") from None
 
 

@@ -94,6 +94,7 @@ class PassAccumulator:
         self._chunks: dict[torch.device, list[torch.Tensor]] = defaultdict(list)
         self._chunk_slots: dict[torch.device, list[tuple[int, int]]] = defaultdict(list)
         self._numbers: list[tuple[int, int, float]] = []
+        self._restored = np.zeros((0, 0))  # rows of an earlier, interrupted part of this pass
 
     @property
     def names(self) -> tuple[str, ...] | None:
@@ -127,18 +128,41 @@ class PassAccumulator:
             self._pending[device] = []
             self._pending_slots[device] = []
 
-    def result(self) -> PassResult:
-        """Read everything back (one transfer per device) and compute the weighted means."""
+    def snapshot(self) -> dict[str, Any]:
+        """The values so far, as tensors (one device read), for a checkpoint inside a pass."""
+        return {
+            "names": list(self._names or ()),
+            "values": torch.from_numpy(self._table()),
+            "weights": torch.tensor(self._weights, dtype=torch.int64),
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Continue a pass from :meth:`snapshot`: the means come out as if it had never stopped."""
+        self._names = tuple(snapshot["names"]) or None
+        self._weights = [int(w) for w in snapshot["weights"].tolist()]
+        self._restored = snapshot["values"].numpy().astype(np.float64)
+
+    def _table(self) -> np.ndarray:
+        """All values so far as a (steps x metrics) float64 array."""
         names = self._names or ()
         table = np.full((len(self._weights), len(names)), np.nan, dtype=np.float64)
+        if self._restored.size:
+            table[: self._restored.shape[0]] = self._restored
         for device in list(self._pending):
             self._flush(device)
         for device, chunks in self._chunks.items():
-            values = torch.cat(chunks).detach().to("cpu", torch.float64).numpy()
-            rows, columns = zip(*self._chunk_slots[device])
-            table[list(rows), list(columns)] = values
+            if chunks:
+                values = torch.cat(chunks).detach().to("cpu", torch.float64).numpy()
+                rows, columns = zip(*self._chunk_slots[device])
+                table[list(rows), list(columns)] = values
         for row, column, number in self._numbers:
             table[row, column] = number
+        return table
+
+    def result(self) -> PassResult:
+        """Read everything back (one transfer per device) and compute the weighted means."""
+        names = self._names or ()
+        table = self._table()
         weights = np.asarray(self._weights, dtype=np.float64)
         total = weights.sum()
         with np.errstate(invalid="ignore", over="ignore"):

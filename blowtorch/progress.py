@@ -32,21 +32,26 @@ class Progress(BaseLogger):
         self._label = ""
         self._total: int | None = None
         self._done = 0
+        self._skipped = 0
         self._started = 0.0
         self._last_line = 0.0
         self._last_loss_read = 0.0
         self._loss_text = ""
 
-    def start_pass(self, phase: str, epoch: int, total: int | None) -> None:
+    def start_pass(self, phase: str, epoch: int, total: int | None, done: int = 0) -> None:
+        """A pass begins; ``done`` steps of it were already made before a resume."""
         if not self.enabled:
             return
         self._label = f"epoch {epoch} {phase}"
-        self._total, self._done, self._loss_text = total, 0, ""
+        self._total, self._done, self._loss_text = total, done, ""
+        self._skipped = done
         self._started = self._last_line = self._last_loss_read = time.monotonic()
         if self.interactive:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=total, desc=self._label, unit="step", ncols=self.columns, leave=False, file=sys.stderr)
+            self._bar = tqdm(
+                total=total, initial=done, desc=self._label, unit="step", ncols=self.columns, leave=False, file=sys.stderr
+            )
 
     def advance(self, loss: torch.Tensor | float | None) -> None:
         """One step done; called every step, so it only touches the device about once a second."""
@@ -77,7 +82,7 @@ class Progress(BaseLogger):
 
     def _status_line(self, now: float) -> str:
         elapsed = now - self._started
-        rate = self._done / elapsed if elapsed > 0 else 0.0
+        rate = (self._done - self._skipped) / elapsed if elapsed > 0 else 0.0
         if self._total:
             eta = (self._total - self._done) / rate if rate > 0 else 0.0
             position = f"{self._done}/{self._total} ({100 * self._done / self._total:.0f}%)"

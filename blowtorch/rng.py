@@ -7,7 +7,7 @@ States are stored as tensors and plain Python values only, so a checkpoint holdi
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -20,8 +20,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def capture_rng_state() -> dict[str, Any]:
-    """The state of every global random number generator."""
+def capture_rng_state(generators: Mapping[str, torch.Generator] | None = None) -> dict[str, Any]:
+    """The state of every global random number generator, plus ``generators`` (e.g. a DataLoader's own)."""
     version, internal, gauss = random.getstate()
     kind, keys, position, has_gauss, cached_gaussian = np.random.get_state(legacy=True)  # type: ignore[misc]
     state: dict[str, Any] = {
@@ -35,12 +35,16 @@ def capture_rng_state() -> dict[str, Any]:
         },
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "generators": {label: generator.get_state() for label, generator in (generators or {}).items()},
     }
     return state
 
 
-def restore_rng_state(state: dict[str, Any]) -> None:
-    """Put every global random number generator back into ``state`` (from :func:`capture_rng_state`)."""
+def restore_rng_state(state: dict[str, Any], generators: Mapping[str, torch.Generator] | None = None) -> None:
+    """Put every random number generator back into ``state`` (from :func:`capture_rng_state`).
+
+    ``generators`` must hold the same labels as when the state was captured.
+    """
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     numpy_state = state["numpy"]
@@ -62,3 +66,24 @@ def restore_rng_state(state: dict[str, Any]) -> None:
                 f"this machine has {torch.cuda.device_count()}"
             )
         torch.cuda.set_rng_state_all(cuda_states)
+    saved = state.get("generators", {})
+    current = dict(generators or {})
+    if set(saved) != set(current):
+        raise ValueError(
+            f"the checkpoint holds the states of the generators {sorted(saved)}, the data loaders now have "
+            f"{sorted(current)}; give the loaders the same generator= arguments as the run that wrote it"
+        )
+    for label, generator_state in saved.items():
+        current[label].set_state(generator_state)
+
+
+def loader_generators(loader: Any, label: str) -> dict[str, torch.Generator]:
+    """The ``torch.Generator`` objects a DataLoader draws its order from, if it has its own."""
+    found: dict[str, torch.Generator] = {}
+    for path in ("generator", "sampler.generator", "batch_sampler.sampler.generator"):
+        obj = loader
+        for attribute in path.split("."):
+            obj = getattr(obj, attribute, None)
+        if isinstance(obj, torch.Generator) and all(obj is not g for g in found.values()):
+            found[f"{label}.{path}"] = obj
+    return found

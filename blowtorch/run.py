@@ -14,11 +14,13 @@ from sacred import Experiment
 from sacred.observers import RunObserver
 
 from blowtorch.config import ConfigDict, PathLike, load_config_files
-from blowtorch.errors import ConfigError
+from blowtorch.errors import ConfigError, OptionError
 from blowtorch.hooks import HookRegistry
-from blowtorch.job import RunOptions, TrainingJob
+from blowtorch.interrupt import Interrupted
+from blowtorch.job import ResumeRequest, RunOptions, TrainingJob
 from blowtorch.loggers.base import BaseLogger
 from blowtorch.progress import Progress
+from blowtorch.resume import find_resume_point
 from blowtorch.sacred_bridge.experiment import SacredBridge
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -49,14 +51,13 @@ class Run:
     ) -> None:
         caller_globals = sys._getframe(1).f_globals  # the user's script, to which sacred attributes the run
         self._hooks = HookRegistry()
-        self._bridge = SacredBridge(
-            caller_globals,
-            name=name,
-            config_dicts=load_config_files(config_files),
-            random_seed=random_seed,
-            argv=argv,
-            observers=observers,
-            save_git_info=save_git_info,
+        self._bridge = SacredBridge(caller_globals, name=name, argv=argv, observers=observers, save_git_info=save_git_info)
+        # `--resume PATH` on the command line: the checkpoint's config is the base of this run.
+        self._resume_point = find_resume_point(self._bridge.resume_path) if self._bridge.resume_path else None
+        self._bridge.configure(
+            load_config_files(config_files),
+            random_seed,
+            self._resume_point.config if self._resume_point is not None else None,
         )
         self._config: ConfigDict | None = None
         self.run_dir: Path | None = None
@@ -84,6 +85,7 @@ class Run:
     @property
     def seed(self) -> int:
         """The run's seed, fixed when the ``Run`` was constructed."""
+        assert self._bridge.seed is not None
         return self._bridge.seed
 
     @property
@@ -161,12 +163,18 @@ class Run:
         smaller_is_better: bool = True,
         optimize_first: bool = False,
         detect_anomalies: bool = False,
+        checkpoint_every_n_steps: int | None = None,
+        keep_last_epochs: int = 0,
         progress: bool = True,
     ) -> dict[str, Any] | None:
         """Train ``model`` as one sacred run and return its summary (``None`` for commands like ``print_config``).
 
         Epochs count from 0 and ``max_epochs`` is the total. With ``optimize_first=False`` epoch 0
-        is a baseline pass over the training data without updates. See the README for every option.
+        is a baseline pass over the training data without updates. ``resume`` continues a run from
+        its run directory or a checkpoint file. See the README for every option.
+
+        On SIGINT/SIGTERM the current step finishes, ``latest.pt`` is written, sacred records
+        INTERRUPTED and the process exits with 130/143 (``SystemExit``); a second Ctrl-C aborts at once.
         """
         options = RunOptions(
             loggers=list(loggers or ()),
@@ -181,16 +189,35 @@ class Run:
             smaller_is_better=smaller_is_better,
             optimize_first=optimize_first,
             detect_anomalies=detect_anomalies,
+            checkpoint_every_n_steps=checkpoint_every_n_steps,
+            keep_last_epochs=keep_last_epochs,
         )
         self.get_config()
         if not self._bridge.is_training:
             self._bridge.run_command()
             return None
         # Decided now: once sacred captures the output, stderr is a pipe even on a terminal.
-        job = TrainingJob(model, train_loader, val_loader, self._hooks, options, Progress(enabled=progress))
+        job = TrainingJob(
+            model, train_loader, val_loader, self._hooks, options, Progress(enabled=progress), self._resume_for(resume)
+        )
         try:
             return self._bridge.start(job, Path(save_path))  # type: ignore[no-any-return]
+        except Interrupted as interrupted:  # sacred has recorded INTERRUPTED and latest.pt is written
+            raise SystemExit(interrupted.exit_code) from None
         finally:
             self.run_dir = job.run_dir.path if job.run_dir is not None else None
+
+    def _resume_for(self, resume: str | Path | None) -> ResumeRequest | None:
+        if self._resume_point is not None:
+            if resume is not None and Path(resume).resolve() not in (
+                Path(self._bridge.resume_path or "").resolve(),
+                self._resume_point.path.resolve(),
+            ):
+                raise OptionError(
+                    f"run(resume={str(resume)!r}) and --resume {self._bridge.resume_path} on the command line name "
+                    f"different checkpoints; give only one of them"
+                )
+            return ResumeRequest(self._resume_point, from_command_line=True)
+        return ResumeRequest(resume, from_command_line=False) if resume is not None else None
 
     run = __call__

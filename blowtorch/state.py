@@ -4,6 +4,35 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class EpochProgress:
+    """Where a run stands inside an epoch, for a checkpoint written before the epoch ended.
+
+    ``partial`` holds the training step values so far (so the epoch's means come out the same);
+    ``epoch_start_rng`` the random state from before the epoch's data iterator was created (so the
+    data order can be replayed). Once the training pass is over, ``train_metrics`` holds its
+    logged means instead and only validation is left.
+    """
+
+    batches_done: int
+    epoch_start_rng: dict[str, Any] | None = None
+    partial: dict[str, Any] | None = None
+    train_metrics: dict[str, float] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "batches_done": self.batches_done,
+            "epoch_start_rng": self.epoch_start_rng,
+            "partial": self.partial,
+            "train_metrics": self.train_metrics,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "EpochProgress":
+        return cls(**data)
 
 
 @dataclass
@@ -21,6 +50,7 @@ class TrainState:
     best_value: float | None = None
     best_epoch: int | None = None
     last_metrics: dict[str, float] = field(default_factory=dict)  # qualified names -> last epoch's values
+    progress: EpochProgress | None = None  # set only while a checkpoint inside an epoch is written or resumed
 
     def is_improvement(self, value: float, smaller_is_better: bool) -> bool:
         """Whether ``value`` of the checkpoint metric beats the best so far (NaN never does)."""
@@ -30,7 +60,7 @@ class TrainState:
             return True
         return value < self.best_value if smaller_is_better else value > self.best_value
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "epoch": self.epoch,
             "global_step": self.global_step,
@@ -38,4 +68,16 @@ class TrainState:
             "checkpoint_metric": self.checkpoint_metric,
             "best_value": self.best_value,
             "best_epoch": self.best_epoch,
+            "last_metrics": dict(self.last_metrics),
         }
+
+    @classmethod
+    def resumed_from(cls, checkpoint: dict[str, Any]) -> "TrainState":
+        """The state to continue with: after the checkpoint's epoch, or inside it."""
+        saved = checkpoint["state"]
+        state = cls(**saved)
+        if checkpoint.get("position") is not None:
+            state.progress = EpochProgress.from_dict(checkpoint["position"])
+        else:
+            state.epoch += 1
+        return state

@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 from docopt import docopt
 from sacred import Experiment
 from sacred.arg_parser import get_config_updates
+from sacred.commandline_options import cli_option
 from sacred.dependencies import gather_sources_and_dependencies
 from sacred.observers import RunObserver
 from sacred.randomness import get_seed
@@ -48,12 +49,9 @@ class SacredBridge:
         caller_globals: dict[str, Any],
         *,
         name: str | None,
-        config_dicts: Sequence[dict[str, Any]],
-        random_seed: int | None,
         argv: Sequence[str] | str | None,
         observers: Sequence[RunObserver],
         save_git_info: bool,
-        cli_options: Sequence[Any] = (),
     ) -> None:
         self._globals = caller_globals
         self._save_git_info = save_git_info
@@ -71,7 +69,7 @@ class SacredBridge:
             interactive=interactive,
             # sacred scans *its caller's* module (this one) here; the user's script is gathered below.
             save_git_info=False,
-            additional_cli_options=list(cli_options),
+            additional_cli_options=[resume_option],
         )
         self.experiment.doc = caller_globals.get("__doc__")
         self.experiment.captured_out_filter = apply_backspaces_and_linefeeds  # progress bars collapse
@@ -88,7 +86,27 @@ class SacredBridge:
         self.args = docopt(internal_usage, [str(a) for a in self.argv[1:]], default_help=False)
         self._handle_help_and_command()
         self.config_updates, self.named_configs = get_config_updates(self.args["UPDATE"])
-        config = merge_configs(config_dicts)
+        self.seed: int | None = None
+        self.sacred_run: Any = None
+
+    @property
+    def resume_path(self) -> str | None:
+        """The ``--resume PATH`` of the command line, if any."""
+        return self.args.get("--resume") or None
+
+    def configure(
+        self, config_dicts: Sequence[dict[str, Any]], random_seed: int | None, checkpoint_config: dict[str, Any] | None
+    ) -> None:
+        """Add the config and fix the seed, seeding python, numpy and torch right away.
+
+        With ``checkpoint_config`` (``--resume``), the checkpoint's config is the base and beats
+        config scopes; ``with`` updates from the command line still apply on top.
+        """
+        if checkpoint_config is not None:
+            config = merge_configs([checkpoint_config])
+            self.config_updates = merge_configs([checkpoint_config, self.config_updates])
+        else:
+            config = merge_configs(config_dicts)
         self.seed = self._fix_seed(random_seed, config)
         config["seed"] = self.seed
         try:
@@ -98,7 +116,7 @@ class SacredBridge:
         except (KeyError, ValueError, TypeError) as error:
             raise ConfigError(f"the config files cannot be used as sacred config: {error}") from error
         seed_everything(self.seed)
-        self.sacred_run: Any = None
+
 
     # ---- construction ----------------------------------------------------------------------
 
@@ -207,6 +225,12 @@ class SacredBridge:
         self.experiment.mainfile = mainfile
         self.experiment.sources = sources
         self.experiment.dependencies = dependencies
+
+
+@cli_option("-R", "--resume")
+def resume_option(args: str, run: Any) -> None:
+    """Continue a blowtorch run from a run directory or a checkpoint file; its config is the base."""
+    # blowtorch reads the path from the parsed command line when Run() is constructed.
 
 
 def _named_main(call: Callable[[Any], Any]) -> Callable[[Any], Any]:

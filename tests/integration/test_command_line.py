@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import torch
 import yaml
@@ -125,44 +123,6 @@ def test_runs_started_together_never_share_a_directory(tmp_path):
     assert len(run_dirs) == 3
     assert sorted(p.name.rsplit("-", 1)[1] for p in run_dirs) == ["1", "2", "3"]
     assert [p.name for p in sacred_run_dirs(tmp_path / "train_logs" / "sacred")] == ["1", "2", "3"]
-
-
-def test_ctrl_c_marks_the_sacred_run_interrupted(tmp_path):
-    script = write_script(
-        tmp_path,
-        """
-        import time
-        import torch
-        from blowtorch import Run
-
-        run = Run(random_seed=1)
-
-        @run.train_step
-        def step(batch, model):
-            time.sleep(0.05)
-            return model(batch).pow(2).mean()
-
-        @run.configure_optimizers
-        def configure(model):
-            return torch.optim.SGD(model.parameters(), lr=0.01)
-
-        print("training", flush=True)
-        run(torch.nn.Linear(2, 1), [torch.ones(4, 2)] * 1000, max_epochs=2, use_gpu=False)
-        """,
-    )
-    process = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert process.stdout.readline().strip() == "training"
-    deadline = time.monotonic() + 60
-    while not list((tmp_path / "train_logs").glob("*/log.txt")) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(0.5)
-    process.send_signal(signal.SIGINT)
-    process.communicate(timeout=60)
-    assert process.returncode != 0
-    run_json = read_json(tmp_path / "train_logs" / "sacred" / "1" / "run.json")
-    assert run_json["status"] == "INTERRUPTED"
-    log = (only_run_dir(tmp_path / "train_logs") / "log.txt").read_text()
-    assert "interrupted (Ctrl-C) in epoch 0" in log and log.rstrip().endswith("run ended: INTERRUPTED")
 
 
 def test_progress_output_stays_small_in_captured_output(tmp_path):

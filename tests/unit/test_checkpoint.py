@@ -1,26 +1,83 @@
+import json
+
 import pytest
 import torch
 
 from blowtorch import CheckpointError, TrainingError
-from blowtorch.checkpoint import CheckpointWriter, check_finite_parameters, load_checkpoint, save_atomic
+from blowtorch.checkpoint import FORMAT, check_finite_parameters, load_checkpoint
+from blowtorch.checkpoint_files import MANIFEST, CheckpointStore
 
 
-def test_atomic_save_leaves_no_temp_files_and_loads_with_weights_only(tmp_path):
-    path = tmp_path / "latest.pt"
-    save_atomic({"format": "blowtorch-checkpoint", "model": {"w": torch.ones(2)}, "epoch": 1}, path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.pt"]
-    assert torch.load(path, weights_only=True)["epoch"] == 1
-    assert load_checkpoint(path)["epoch"] == 1
+def payload(epoch, step=None, mid_epoch=False, size=4):
+    return {
+        "format": FORMAT,
+        "format_version": 1,
+        "epoch": epoch,
+        "model": {"w": torch.full((size,), float(epoch))},
+        "state": {"global_step": step if step is not None else 10 * epoch},
+        "position": {"batches_done": 1} if mid_epoch else None,
+    }
 
 
-def test_best_is_a_real_file_not_a_symlink_and_survives_the_next_latest(tmp_path):
-    writer = CheckpointWriter(tmp_path / "checkpoints")
-    writer.write({"format": "blowtorch-checkpoint", "epoch": 0}, is_best=True)
-    writer.write({"format": "blowtorch-checkpoint", "epoch": 1}, is_best=False)
-    best, latest = tmp_path / "checkpoints" / "best.pt", tmp_path / "checkpoints" / "latest.pt"
-    assert not best.is_symlink() and not latest.is_symlink()
-    assert load_checkpoint(best)["epoch"] == 0
-    assert load_checkpoint(latest)["epoch"] == 1
+def test_writes_are_atomic_and_load_with_weights_only(tmp_path):
+    store = CheckpointStore(tmp_path)
+    store.save(payload(0), epoch_end=True, is_best=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "latest.pt", MANIFEST]  # no temp files left
+    assert torch.load(tmp_path / "latest.pt", weights_only=True)["epoch"] == 0
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 0
+
+
+def test_best_is_a_real_file_and_keeps_its_epoch_when_latest_moves_on(tmp_path):
+    store = CheckpointStore(tmp_path)
+    store.save(payload(0), epoch_end=True, is_best=True)
+    store.save(payload(1), epoch_end=True, is_best=False)
+    store.save(payload(2, mid_epoch=True), epoch_end=False, is_best=False)
+    assert not (tmp_path / "best.pt").is_symlink()
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 0
+    assert load_checkpoint(tmp_path / "latest.pt")["epoch"] == 2
+
+
+def test_keep_last_epochs(tmp_path):
+    store = CheckpointStore(tmp_path, keep_last_epochs=2)
+    for epoch in range(4):
+        store.save(payload(epoch), epoch_end=True, is_best=epoch == 1)
+    store.save(payload(4, mid_epoch=True), epoch_end=False, is_best=False)  # mid-epoch: latest.pt only
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["best.pt", "epoch-2.pt", "epoch-3.pt", "latest.pt"]
+    assert load_checkpoint(tmp_path / "epoch-2.pt")["epoch"] == 2
+    assert sorted(json.loads((tmp_path / MANIFEST).read_text())["files"]) == ["best.pt", "epoch-2.pt", "epoch-3.pt", "latest.pt"]
+
+
+def test_truncated_or_corrupt_files_are_named(tmp_path):
+    store = CheckpointStore(tmp_path)
+    store.save(payload(0, size=10_000), epoch_end=True, is_best=False)
+    latest = tmp_path / "latest.pt"
+    data = latest.read_bytes()
+    latest.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"checkpoint .*latest.pt is corrupt or truncated: it has \d+ bytes"):
+        load_checkpoint(latest)
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0xFF
+    latest.write_bytes(bytes(flipped))
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_checkpoint(latest)
+
+
+def test_newest_first_orders_by_global_step(tmp_path):
+    store = CheckpointStore(tmp_path, keep_last_epochs=3)
+    store.save(payload(0), epoch_end=True, is_best=True)
+    store.save(payload(1), epoch_end=True, is_best=False)
+    store.save(payload(2, step=25, mid_epoch=True), epoch_end=False, is_best=False)
+    names = [p.name for p in store.newest_first()]
+    assert names[0] == "latest.pt" and names.index("epoch-1.pt") < names.index("epoch-0.pt")
+
+
+def test_a_replacement_interrupted_between_manifest_and_rename_leaves_an_acceptable_file(tmp_path):
+    store = CheckpointStore(tmp_path)
+    store.save(payload(0), epoch_end=True, is_best=False)
+    old = tmp_path / "latest.pt"
+    # The manifest already announces the next file (first manifest write), the rename has not happened.
+    store._record("latest.pt", (123, 456), {"epoch": 1, "global_step": 10}, keep_previous=True)
+    assert load_checkpoint(old)["epoch"] == 0
 
 
 def test_not_a_checkpoint(tmp_path):
@@ -39,5 +96,5 @@ def test_non_finite_parameters_are_never_checkpointed():
     check_finite_parameters(model, epoch=0)
     with torch.no_grad():
         model.bias[0] = float("nan")
-    with pytest.raises(TrainingError, match=r"after epoch 3 the model parameters \['bias'\] hold NaN or inf"):
+    with pytest.raises(TrainingError, match=r"in epoch 3 the model parameters \['bias'\] became NaN or inf"):
         check_finite_parameters(model, epoch=3)

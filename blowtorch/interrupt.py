@@ -1,0 +1,57 @@
+"""Ctrl-C and SIGTERM: finish the current step, checkpoint, stop cleanly; a second Ctrl-C aborts at once."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped on a signal after writing ``latest.pt``; sacred records INTERRUPTED.
+
+    A ``KeyboardInterrupt`` so that sacred (and anything else) treats it as an interruption.
+    """
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(signal.Signals(signal_number).name)
+        self.signal_number = signal_number
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signal_number  # 130 for SIGINT, 143 for SIGTERM, as shells report them
+
+
+class StopRequest:
+    """Turns SIGINT/SIGTERM into a flag the loop checks after every step, while installed.
+
+    Handlers can only be installed from the main thread; elsewhere the signals keep their
+    default behaviour. The previous handlers are restored on exit.
+    """
+
+    def __init__(self) -> None:
+        self.signal_number: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signal_number is not None
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for number in _SIGNALS:
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous.clear()
+
+    def _handle(self, number: int, frame: FrameType | None) -> None:
+        if self.signal_number is not None:
+            raise KeyboardInterrupt  # the second signal: stop right now, without a checkpoint
+        self.signal_number = number
