@@ -47,8 +47,9 @@ class CheckpointStore:
             "global_step": payload.get("state", {}).get("global_step"),
             "mid_epoch": payload.get("position") is not None,
         }
-        self._check_free_space(_estimated_size(payload), LATEST)
-        checksum = self._replace(LATEST, meta, lambda handle: torch.save(payload, handle))
+        needed = _estimated_size(payload)
+        self._check_free_space(needed, LATEST)
+        checksum = self._replace(LATEST, meta, lambda handle: torch.save(payload, handle), needed)
         if not epoch_end:
             return
         if is_best:
@@ -86,7 +87,7 @@ class CheckpointStore:
 
     # ---- writing ---------------------------------------------------------------------------
 
-    def _replace(self, name: str, meta: dict[str, Any], write: Callable[[BinaryIO], None]) -> tuple[int, int]:
+    def _replace(self, name: str, meta: dict[str, Any], write: Callable[[BinaryIO], None], needed: int) -> tuple[int, int]:
         target = self.directory / name
         temporary = self.directory / f".{name}.{os.getpid()}.tmp"
         try:
@@ -101,11 +102,13 @@ class CheckpointStore:
             _fsync_directory(self.directory)
             self._record(name, checksum, meta, keep_previous=False)
             return checksum
-        except OSError as error:
+        except Exception as error:
             temporary.unlink(missing_ok=True)
-            if error.errno in _SPACE_ERRORS:
-                self._raise_no_space(name, error)
-            raise CheckpointError(f"could not write the checkpoint {target}: {error}") from error
+            # torch.save reports a failed write as a RuntimeError from its zip writer; the OSError is its context.
+            cause = _os_error_in(error)
+            if cause is not None and cause.errno in _SPACE_ERRORS:
+                self._raise_no_space(name, cause, needed=needed)
+            raise CheckpointError(f"could not write the checkpoint {target}: {cause or error}") from error
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
@@ -197,6 +200,15 @@ class _ChecksumWriter:
         self._handle.flush()
 
 
+def _os_error_in(error: BaseException | None) -> OSError | None:
+    """The first ``OSError`` in an exception's chain of causes and contexts."""
+    while error is not None:
+        if isinstance(error, OSError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def _checksum_of(path: Path) -> tuple[int, int]:
     crc, size = 0, 0
     with open(path, "rb") as handle:
@@ -234,7 +246,7 @@ def _estimated_size(payload: Any) -> int:
                 visit(item)
 
     visit(payload)
-    return total + (1 << 20)
+    return total + total // 100 + (64 << 10)  # zip records, pickled structure
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -204,6 +204,8 @@ class Run:
             return self._bridge.start(job, Path(save_path))  # type: ignore[no-any-return]
         except Interrupted as interrupted:  # sacred has recorded INTERRUPTED and latest.pt is written
             raise SystemExit(interrupted.exit_code) from None
+        except KeyboardInterrupt:  # a second Ctrl-C, or one before training started; sacred has recorded it
+            raise SystemExit(130) from None
         finally:
             self.run_dir = job.run_dir.path if job.run_dir is not None else None
 

@@ -1,0 +1,61 @@
+"""The README's examples run as written."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+
+import torch
+
+from blowtorch import Run
+from tests.helpers import EXAMPLES, REPO, assert_ok, only_run_dir, regression_loaders, run_python
+
+README = (REPO / "README.md").read_text()
+
+
+def code_blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.DOTALL)
+
+
+def test_the_minimal_example_in_the_readme_is_the_example_script_and_runs(tmp_path):
+    block = next(b for b in code_blocks("python") if "make_dataset" in b)
+    script = EXAMPLES.joinpath("minimal.py").read_text()
+    for line in block.splitlines():  # every line of the README's version is in the script
+        assert line in script, line
+    (tmp_path / "readme_minimal.py").write_text(block)
+    assert_ok(run_python(tmp_path / "readme_minimal.py", "-u", cwd=tmp_path))
+    assert (only_run_dir(tmp_path / "train_logs") / "checkpoints" / "best.pt").is_file()
+
+
+def test_the_example_commands_in_the_readme_run(tmp_path):
+    shutil.copytree(EXAMPLES, tmp_path / "examples")
+    commands = [
+        line.split("#")[0].strip()
+        for block in code_blocks("shell")
+        for line in block.splitlines()
+        if line.startswith("python examples/")
+    ]
+    assert len(commands) >= 6
+    for command in commands:
+        arguments = shlex.split(command)[1:]
+        if "configured" in arguments[0] and "print_config" not in arguments:
+            arguments += ["quick", "train.max_epochs=2"] if "with" in arguments else ["with", "quick", "train.max_epochs=2"]
+        assert_ok(run_python(tmp_path / arguments[0], *arguments[1:], cwd=tmp_path))
+
+
+def test_the_csv_logger_in_the_readme_works(tmp_path):
+    block = next(b for b in code_blocks("python") if "class CSVLogger" in b)
+    namespace: dict = {}
+    exec(block, namespace)
+    run = Run(name="csv", argv=["csv.py"], random_seed=1, save_git_info=False)
+
+    @run.train_step
+    @run.validate_step
+    def step(batch, model):
+        return ((model(batch[0]) - batch[1]) ** 2).mean()
+
+    run.configure_optimizers(lambda model: torch.optim.SGD(model.parameters(), lr=0.01))
+    run(torch.nn.Linear(4, 1), *regression_loaders(), max_epochs=2, use_gpu=False, loggers=[namespace["CSVLogger"]()])
+    rows = (run.run_dir / "metrics.csv").read_text().splitlines()
+    assert [row.split(",")[2] for row in rows] == ["train.loss", "val.loss"] * 2
