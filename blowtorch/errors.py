@@ -7,6 +7,7 @@ catch for that kind of problem, so ``except ValueError`` keeps working::
     ├── ConfigError          (ValueError)    a config file, scope, override or seed that cannot work
     ├── ConfigKeyError       (KeyError)      run["a.b"] asked for a key the config does not have
     ├── MissingFileError     (FileNotFoundError) a config file or resume path that does not exist
+    ├── MissingExtraError    (ImportError)   an optional integration whose package is not installed
     ├── UsageError           (TypeError)     a decorated function, or what it returned, is of the wrong kind
     ├── OptionError          (ValueError)    an argument of run(...) that cannot work (device, metric, loader, ...)
     ├── TrainingError        (RuntimeError)  training could not go on
@@ -37,6 +38,10 @@ class ConfigKeyError(BlowtorchError, KeyError):
 
 class MissingFileError(BlowtorchError, FileNotFoundError):
     """A file blowtorch was asked to read does not exist."""
+
+
+class MissingExtraError(BlowtorchError, ImportError):
+    """An optional integration (TensorBoard, wandb) whose package is not installed."""
 
 
 class UsageError(BlowtorchError, TypeError):

@@ -51,6 +51,7 @@ class RunOptions:
     detect_anomalies: bool = False
     checkpoint_every_n_steps: int | None = None
     keep_last_epochs: int = 0
+    log_every_n_steps: int | None = None
     fit: FitOptions = field(init=False)
 
     def __post_init__(self) -> None:
@@ -65,6 +66,7 @@ class RunOptions:
                 smaller_is_better=self.smaller_is_better,
                 detect_anomalies=self.detect_anomalies,
                 checkpoint_every_n_steps=self.checkpoint_every_n_steps,
+                log_every_n_steps=self.log_every_n_steps,
             ),
         )
 
@@ -111,6 +113,7 @@ class TrainingJob:
         fanout: LoggerFanout | None = None
         state = TrainState()
         status = FAILED
+        training = False
         try:
             if point is not None:
                 self._record_resume(sacred_run, point, config, text_log)
@@ -154,6 +157,7 @@ class TrainingJob:
             )  # fmt: skip
             if state.epoch >= self.options.max_epochs and state.progress is None:
                 text_log.note(f"nothing left to train: epochs 0-{state.epoch - 1} are done and max_epochs={self.options.max_epochs}; raise max_epochs to continue")
+            training = True
             with trainee.stop:
                 fit(trainee, state, point.checkpoint["rng"] if point is not None else None)
             status = COMPLETED
@@ -169,10 +173,11 @@ class TrainingJob:
             raise
         except KeyboardInterrupt:
             status = INTERRUPTED
-            text_log.note(f"aborted (second Ctrl-C) in epoch {state.epoch} at global step {state.global_step}, without a new checkpoint")
+            text_log.note(f"aborted by Ctrl-C in epoch {state.epoch} at global step {state.global_step}, without writing a checkpoint")
             raise
         except BaseException as error:
-            text_log.note(f"failed in epoch {state.epoch} at global step {state.global_step}: {type(error).__name__}: {error}")
+            where = f"in epoch {state.epoch} at global step {state.global_step}" if training else "before training"
+            text_log.note(f"failed {where}: {type(error).__name__}: {error}")
             raise
         finally:
             if fanout is not None:
@@ -229,6 +234,8 @@ class TrainingJob:
         _check_int("keep_last_epochs", options.keep_last_epochs, 0, "how many epoch-<n>.pt files to keep")
         if options.checkpoint_every_n_steps is not None:
             _check_int("checkpoint_every_n_steps", options.checkpoint_every_n_steps, 1, "or None for epoch ends only")
+        if options.log_every_n_steps is not None:
+            _check_int("log_every_n_steps", options.log_every_n_steps, 1, "or None for epoch means only")
         if options.max_epochs == 1 and not options.optimize_first and self.resume is None:
             warnings.warn(
                 "max_epochs=1 with optimize_first=False runs only the baseline epoch 0, which does not update the "
@@ -278,5 +285,14 @@ def _summary(run_dir: RunDirectory, state: TrainState) -> dict[str, Any]:
         "checkpoint_metric": state.checkpoint_metric,
         "best_value": state.best_value,
         "best_epoch": state.best_epoch,
-        "metrics": dict(state.last_metrics),
+        # nested, not "train.loss": MongoDB stores the result, and its keys may not contain '.'
+        "metrics": _nested(state.last_metrics),
     }
+
+
+def _nested(qualified: dict[str, float]) -> dict[str, dict[str, float]]:
+    nested: dict[str, dict[str, float]] = {}
+    for key, value in qualified.items():
+        phase, _, name = key.partition(".")
+        nested.setdefault(phase, {})[name] = value
+    return nested

@@ -24,7 +24,7 @@ from blowtorch.errors import CheckpointError, NonFiniteLossError, OptionError, U
 from blowtorch.hooks import HookRegistry
 from blowtorch.interrupt import Interrupted, StopRequest
 from blowtorch.loggers.fanout import LoggerFanout
-from blowtorch.metrics import PassAccumulator, PassResult, normalize_step_output
+from blowtorch.metrics import PassAccumulator, PassResult, check_metric_name, normalize_step_output
 from blowtorch.optim import OptimizerSet
 from blowtorch.progress import Progress
 from blowtorch.rng import capture_rng_state, loader_generators, restore_rng_state
@@ -45,6 +45,7 @@ class FitOptions:
     smaller_is_better: bool = True
     detect_anomalies: bool = False
     checkpoint_every_n_steps: int | None = None
+    log_every_n_steps: int | None = None
 
 
 @dataclass
@@ -64,7 +65,11 @@ class Trainee:
     stop: StopRequest
 
     def __post_init__(self) -> None:
-        self.generators = loader_generators(self.train_loader, "train_loader")
+        # The loaders' own generators (generator=...) decide their order: part of the random state.
+        self.generators = {
+            **loader_generators(self.train_loader, "train_loader"),
+            **loader_generators(self.val_loader, "val_loader"),
+        }
 
 
 def fit(trainee: Trainee, state: TrainState, resume_rng: dict[str, Any] | None = None) -> None:
@@ -100,6 +105,7 @@ def run_epoch(trainee: Trainee, state: TrainState, resume_rng: dict[str, Any] | 
         train = train_pass(trainee, state, optimize, resumed, resume_rng)
         metrics = {"train": _after_pass(trainee, "after_train", train.means, state, is_validate=False)}
         trainee.loggers.log_metrics(metrics["train"], "train", epoch, state.global_step)
+        trainee.loggers.log_metrics(trainee.optimizers.learning_rates(), "lr", epoch, state.global_step)
         _raise_if_loss_not_finite(train, state, epoch, start_step)
         train_steps = train.steps
     if trainee.val_loader is not None:
@@ -131,7 +137,8 @@ def run_epoch(trainee: Trainee, state: TrainState, resume_rng: dict[str, Any] | 
 def train_pass(
     trainee: Trainee, state: TrainState, optimize: bool, resumed: EpochProgress | None, resume_rng: dict[str, Any] | None
 ) -> PassResult:
-    model, step_hook, every = trainee.model, trainee.hooks.get("train_step"), trainee.options.checkpoint_every_n_steps
+    model, step_hook = trainee.model, trainee.hooks.get("train_step")
+    every, log_every = trainee.options.checkpoint_every_n_steps, trainee.options.log_every_n_steps
     assert step_hook is not None  # checked before training starts
     accumulator = PassAccumulator("train_step")
     skip = 0
@@ -161,6 +168,8 @@ def train_pass(
                 _check_differentiable(loss, state.optimize_metric)
                 trainee.optimizers.step(loss)  # type: ignore[arg-type]
             accumulator.add(values, batch_size_of(batch))
+            if log_every and state.global_step % log_every == 0:
+                _log_step(trainee, values, state)  # reads this step's values from the device
             state.global_step += 1
             trainee.progress.advance(loss)
             if trainee.stop.requested or (every and state.global_step % every == 0):
@@ -191,6 +200,12 @@ def validate_pass(trainee: Trainee, state: TrainState, stopped: EpochProgress, r
                 raise Interrupted(trainee.stop.signal_number)  # type: ignore[arg-type]
     trainee.progress.end_pass()
     return _non_empty(accumulator.result(), "val_loader")
+
+
+def _log_step(trainee: Trainee, values: Mapping[str, Any], state: TrainState) -> None:
+    metrics = {name: float(value.detach()) if isinstance(value, torch.Tensor) else value for name, value in values.items()}
+    trainee.loggers.log_metrics(metrics, "train_step", state.epoch, state.global_step)
+    trainee.loggers.log_metrics(trainee.optimizers.learning_rates(), "lr_step", state.epoch, state.global_step)
 
 
 def _checkpoint_inside_epoch(trainee: Trainee, state: TrainState, where: EpochProgress, accumulator: PassAccumulator) -> None:
@@ -302,6 +317,8 @@ def _after_pass(trainee: Trainee, kind: str, means: dict[str, float], state: Tra
         }
     )
     if isinstance(extra, Mapping):
+        for name in extra:
+            check_metric_name(name, kind)
         metrics.update(extra)
     elif extra is not None:
         raise UsageError(f"{kind} returned {type(extra).__name__}; return None or a dict of extra metrics")

@@ -39,12 +39,23 @@ def normalize_step_output(output: Any, hook_name: str) -> dict[str, StepValue]:
         )
     normalized: dict[str, StepValue] = {}
     for name, value in items:
-        if not isinstance(name, str) or not name:
-            raise UsageError(f"{hook_name} returned a dict with the key {name!r}; metric names must be non-empty strings")
         normalized[name] = _scalar(value, name, hook_name)
     if not normalized:
         raise UsageError(f"{hook_name} returned an empty dict; return at least the loss, e.g. {{'loss': loss}}")
     return normalized
+
+
+def check_metric_name(name: Any, source: str) -> None:
+    """Refuse names that a sink would mangle: blowtorch joins phase and name with '.', MongoDB keys
+    (Omniboard's metric columns) may not contain '.' or start with '$'."""
+    if not isinstance(name, str) or not name.strip():
+        raise UsageError(f"{source} returned the metric name {name!r}; metric names must be non-empty strings")
+    if "." in name or name.startswith("$") or "\0" in name:
+        suggestion = name.replace(".", "_").lstrip("$") or "value"
+        raise UsageError(
+            f"{source} returned the metric {name!r}; metric names may not contain '.' or start with '$' (blowtorch "
+            f"names metrics '<phase>.<name>', and MongoDB and Omniboard cannot store such keys). Use {suggestion!r}"
+        )
 
 
 def _scalar(value: Any, name: str, hook_name: str) -> StepValue:
@@ -103,6 +114,8 @@ class PassAccumulator:
     def add(self, values: Mapping[str, StepValue], weight: int) -> None:
         names = tuple(values)
         if self._names is None:
+            for name in names:  # once per pass: names are checked when they first appear
+                check_metric_name(name, self._hook_name)
             self._names = names
         elif names != self._names:
             raise UsageError(

@@ -75,6 +75,15 @@ class OptimizerSet:
             else:
                 schedule.scheduler.step()
 
+    def learning_rates(self) -> dict[str, float]:
+        """The current learning rate of every parameter group: ``main``, or ``main/0``, ``main/1``, ..."""
+        rates: dict[str, float] = {}
+        for name, optimizer in self.optimizers.items():
+            groups = optimizer.param_groups
+            for index, group in enumerate(groups):
+                rates[name if len(groups) == 1 else f"{name}/{index}"] = float(group["lr"])
+        return rates
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},

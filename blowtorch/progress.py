@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import torch
 
-from blowtorch.loggers.base import BaseLogger
+from blowtorch.loggers.base import BaseLogger, is_step_phase
 from blowtorch.loggers.textfile import format_metrics
 
 _LOSS_REFRESH_SECONDS = 1.0  # reading the running loss syncs with the device: at most this often
@@ -26,7 +26,8 @@ class Progress(BaseLogger):
     def __init__(self, enabled: bool = True, interactive: bool | None = None, line_interval: float = 10.0) -> None:
         self.enabled = enabled
         self.interactive = sys.stderr.isatty() if interactive is None else interactive
-        self.columns = shutil.get_terminal_size().columns
+        # Some terminals (fresh ptys, containers) report a size of 0x0; tqdm then hides its bar.
+        self.columns, self.rows = shutil.get_terminal_size()
         self.line_interval = line_interval
         self._bar: Any = None
         self._label = ""
@@ -50,8 +51,9 @@ class Progress(BaseLogger):
             from tqdm.auto import tqdm
 
             self._bar = tqdm(
-                total=total, initial=done, desc=self._label, unit="step", ncols=self.columns, leave=False, file=sys.stderr
-            )
+                total=total, initial=done, desc=self._label, unit="step", ncols=self.columns, nrows=self.rows,
+                leave=False, file=sys.stderr,
+            )  # fmt: skip
 
     def advance(self, loss: torch.Tensor | float | None) -> None:
         """One step done; called every step, so it only touches the device about once a second."""
@@ -61,7 +63,7 @@ class Progress(BaseLogger):
         now = time.monotonic()
         if loss is not None and now - self._last_loss_read >= _LOSS_REFRESH_SECONDS:
             self._last_loss_read = now
-            self._loss_text = f"loss {float(loss):.4g}"
+            self._loss_text = f"loss {float(loss.detach() if isinstance(loss, torch.Tensor) else loss):.4g}"
             if self._bar is not None:
                 self._bar.set_postfix_str(self._loss_text, refresh=False)
         if self._bar is not None:
@@ -76,7 +78,7 @@ class Progress(BaseLogger):
             self._bar = None
 
     def log_metrics(self, metrics: Mapping[str, float], phase: str, epoch: int, step: int) -> None:
-        if self.enabled:
+        if self.enabled and not is_step_phase(phase):  # single steps would flood the terminal
             elapsed = time.monotonic() - self._started
             self._print(f"epoch {epoch} {phase:<5} {format_metrics(metrics)}  ({_duration(elapsed)})")
 

@@ -60,8 +60,14 @@ class Run:
             self._resume_point.config if self._resume_point is not None else None,
         )
         self._config: ConfigDict | None = None
-        self.run_dir: Path | None = None
-        """The run directory of the last ``run(...)``, set as soon as it exists."""
+        self._job: TrainingJob | None = None
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The run directory of ``run(...)``, from the moment it exists (hooks can write into it)."""
+        if self._job is None or self._job.run_dir is None:
+            return None
+        return self._job.run_dir.path
 
     # ---- configuration ---------------------------------------------------------------------
 
@@ -165,6 +171,7 @@ class Run:
         detect_anomalies: bool = False,
         checkpoint_every_n_steps: int | None = None,
         keep_last_epochs: int = 0,
+        log_every_n_steps: int | None = None,
         progress: bool = True,
     ) -> dict[str, Any] | None:
         """Train ``model`` as one sacred run and return its summary (``None`` for commands like ``print_config``).
@@ -191,23 +198,22 @@ class Run:
             detect_anomalies=detect_anomalies,
             checkpoint_every_n_steps=checkpoint_every_n_steps,
             keep_last_epochs=keep_last_epochs,
+            log_every_n_steps=log_every_n_steps,
         )
         self.get_config()
         if not self._bridge.is_training:
             self._bridge.run_command()
             return None
         # Decided now: once sacred captures the output, stderr is a pipe even on a terminal.
-        job = TrainingJob(
+        self._job = TrainingJob(
             model, train_loader, val_loader, self._hooks, options, Progress(enabled=progress), self._resume_for(resume)
         )
         try:
-            return self._bridge.start(job, Path(save_path))  # type: ignore[no-any-return]
+            return self._bridge.start(self._job, Path(save_path))  # type: ignore[no-any-return]
         except Interrupted as interrupted:  # sacred has recorded INTERRUPTED and latest.pt is written
             raise SystemExit(interrupted.exit_code) from None
         except KeyboardInterrupt:  # a second Ctrl-C, or one before training started; sacred has recorded it
             raise SystemExit(130) from None
-        finally:
-            self.run_dir = job.run_dir.path if job.run_dir is not None else None
 
     def _resume_for(self, resume: str | Path | None) -> ResumeRequest | None:
         if self._resume_point is not None:

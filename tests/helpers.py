@@ -62,3 +62,59 @@ def read_json(path: Path) -> Any:
 
 def assert_ok(result: subprocess.CompletedProcess) -> None:
     assert result.returncode == 0, f"exit code {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+
+
+def wandb_records(path: Path) -> list:
+    """The records of a wandb run file (``run-<id>.wandb``), decoded with wandb's own protobuf classes.
+
+    wandb 0.17+ writes these from its Go core and no longer ships a Python reader; the file is a
+    LevelDB-style log: a 7-byte header, then 32 KiB blocks of records (CRC, length, type, data),
+    a record longer than a block's rest continuing in the next ones.
+    """
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    ident, magic, _version = struct.unpack("<4sHB", data[:7])
+    assert ident == b":W&B" and magic == 0xBEE1, f"{path} is not a wandb run file"
+    block, header = 32768, 7
+    records, pending, position = [], b"", 7
+    while position + header <= len(data):
+        space = block - position % block
+        if space < header:
+            position += space
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[position : position + header])
+        if length == 0 and kind == 0:  # zero padding at the end of a block
+            position += space
+            continue
+        pending += data[position + header : position + header + length]
+        position += header + length
+        if kind in (1, 4):  # a full record, or the last part of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+            pending = b""
+    return records
+
+
+def wandb_history(path: Path) -> list[dict]:
+    rows = []
+    for record in wandb_records(path):
+        if record.WhichOneof("record_type") == "history":
+            rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item})
+    return rows
+
+
+def tensorboard_scalars(directory: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar in the event files under ``directory``, read with tensorboard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for events in sorted(directory.rglob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0, "tensors": 0})
+        accumulator.Reload()
+        for tag in accumulator.Tags()["scalars"]:
+            scalars.setdefault(tag, []).extend((event.step, event.value) for event in accumulator.Scalars(tag))
+    return {tag: sorted(values) for tag, values in scalars.items()}

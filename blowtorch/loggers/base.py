@@ -18,6 +18,11 @@ FAILED = "FAILED"
 INTERRUPTED = "INTERRUPTED"
 
 
+def is_step_phase(phase: str) -> bool:
+    """Phases ending in ``_step`` (``train_step``, ``lr_step``) are per step: their x axis is the global step."""
+    return phase.endswith("_step")
+
+
 @dataclass(frozen=True)
 class RunInfo:
     """What a logger learns about the run when it starts."""
@@ -37,8 +42,11 @@ class RunInfo:
 class BaseLogger:
     """Subclass this and override what you need; every method does nothing by default.
 
-    ``phase`` is ``"train"`` or ``"val"`` for per-epoch means. ``metrics`` maps metric names (as
-    the step returned them, without the phase) to Python floats, NaN and inf included.
+    ``phase`` is ``"train"`` or ``"val"`` for per-epoch means, ``"lr"`` for the learning rates of
+    the epoch, and ``"train_step"`` / ``"lr_step"`` for single steps when ``log_every_n_steps``
+    is set. ``metrics`` maps metric names (as the step returned them, without the phase) to
+    Python floats, NaN and inf included. Per-epoch phases belong on the epoch axis, per-step
+    phases on the global-step axis (:func:`is_step_phase`).
     """
 
     def on_start(self, run: RunInfo) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Mapping
 
-from blowtorch.loggers.base import BaseLogger, RunInfo
+from blowtorch.loggers.base import BaseLogger, RunInfo, is_step_phase
 from blowtorch.rundir import RunDirectory
 
 
@@ -34,7 +34,8 @@ class TextFileLogger(BaseLogger):
         )
 
     def log_metrics(self, metrics: Mapping[str, float], phase: str, epoch: int, step: int) -> None:
-        self.note(f"epoch {epoch} {phase:<5} {format_metrics(metrics)}")
+        where = f"step {step}" if is_step_phase(phase) else f"epoch {epoch}"
+        self.note(f"{where} {phase:<5} {format_metrics(metrics)}")
 
     def on_finish(self, status: str) -> None:
         self.note(f"run ended: {status}")

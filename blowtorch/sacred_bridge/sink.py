@@ -1,10 +1,10 @@
-"""Metrics into sacred: every phase's means as ``log_scalar`` entries, step = epoch."""
+"""Metrics into sacred: ``<phase>.<name>`` entries, at the epoch (per-step phases: the global step)."""
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from blowtorch.loggers.base import BaseLogger
+from blowtorch.loggers.base import BaseLogger, is_step_phase
 
 
 class SacredLogger(BaseLogger):
@@ -14,6 +14,7 @@ class SacredLogger(BaseLogger):
         self._run = sacred_run
 
     def log_metrics(self, metrics: Mapping[str, float], phase: str, epoch: int, step: int) -> None:
+        x = step if is_step_phase(phase) else epoch
         for name, value in metrics.items():
             # Python floats only: sacred hands tensors through unconverted and they poison observers.
-            self._run.log_scalar(f"{phase}.{name}", float(value), epoch)
+            self._run.log_scalar(f"{phase}.{name}", float(value), x)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -24,7 +25,7 @@ def test_minimal_example_trains_and_records_the_run(tmp_path):
     assert run_json["experiment"]["name"] == "minimal"
     assert [source for source, _ in run_json["experiment"]["sources"]] == ["minimal.py"]
     assert "CUDA is not available on this machine; training on the CPU" in result.stderr
-    assert sorted(read_json(tmp_path / "train_logs" / "sacred" / "1" / "metrics.json")) == ["train.loss", "val.loss"]
+    assert sorted(read_json(tmp_path / "train_logs" / "sacred" / "1" / "metrics.json")) == ["lr.main", "train.loss", "val.loss"]
 
 
 def test_with_overrides_flags_and_local_sources(tmp_path):
@@ -149,3 +150,46 @@ def test_progress_output_stays_small_in_captured_output(tmp_path):
     cout = (tmp_path / "train_logs" / "sacred" / "1" / "cout.txt").read_text()
     assert "epoch 2 train loss=" in cout
     assert len(cout) < 4000, cout  # 9000 steps, a handful of lines
+
+
+def test_on_a_terminal_the_progress_bar_shows_the_running_loss(tmp_path):
+    import pty
+
+    script = write_script(
+        tmp_path,
+        """
+        import time
+        import torch
+        from blowtorch import Run
+
+        run = Run(random_seed=1)
+
+        @run.train_step
+        def step(batch, model):
+            time.sleep(0.01)
+            return model(batch).pow(2).mean()
+
+        @run.configure_optimizers
+        def configure(model):
+            return torch.optim.SGD(model.parameters(), lr=0.001)
+
+        run(torch.nn.Linear(2, 1), [torch.ones(1, 2)] * 150, max_epochs=2, use_gpu=False)
+        """,
+    )
+    main, terminal = pty.openpty()
+    process = subprocess.Popen([sys.executable, str(script), "-C", "no"], cwd=tmp_path, stdin=terminal, stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the terminal closed: the process is done
+            break
+        if not chunk:
+            break
+        output += chunk
+    assert process.wait(timeout=120) == 0
+    text = output.decode(errors="replace")
+    assert text.count("epoch 1 train:") >= 2  # a bar, redrawn in place
+    assert re.search(r"epoch 1 train:\s+\d+%\|.*\| \d+/150 \[.*step/s, loss [\d.]+\]", text), text[-2000:]
+    assert "epoch 1 train loss=" in text

@@ -141,7 +141,7 @@ def test_a_second_ctrl_c_aborts_at_once(tmp_path, script):
     assert process.returncode == 130
     run_dir = only_run_dir(tmp_path / "train_logs")
     assert not (run_dir / "checkpoints" / "latest.pt").exists()
-    assert "aborted (second Ctrl-C)" in (run_dir / "log.txt").read_text()
+    assert "aborted by Ctrl-C" in (run_dir / "log.txt").read_text()
     assert read_json(tmp_path / "train_logs" / "sacred" / "1" / "run.json")["status"] == "INTERRUPTED"
 
 

@@ -58,4 +58,4 @@ def test_the_csv_logger_in_the_readme_works(tmp_path):
     run.configure_optimizers(lambda model: torch.optim.SGD(model.parameters(), lr=0.01))
     run(torch.nn.Linear(4, 1), *regression_loaders(), max_epochs=2, use_gpu=False, loggers=[namespace["CSVLogger"]()])
     rows = (run.run_dir / "metrics.csv").read_text().splitlines()
-    assert [row.split(",")[2] for row in rows] == ["train.loss", "val.loss"] * 2
+    assert [row.split(",")[2] for row in rows] == ["train.loss", "lr.main", "val.loss"] * 2

@@ -23,16 +23,17 @@ class DropoutNet(nn.Module):
         return self.layers(x)
 
 
-def loaders(num_workers: int):
+def loaders(num_workers: int, own_generator: bool = False):
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(96, 6, generator=generator)
     y = torch.sin(x.sum(1, keepdim=True))
-    train = DataLoader(TensorDataset(x, y), batch_size=10, shuffle=True, num_workers=num_workers)  # 10 batches, last one small
+    order = torch.Generator().manual_seed(3) if own_generator else None  # the loader draws its order from it
+    train = DataLoader(TensorDataset(x, y), batch_size=10, shuffle=True, num_workers=num_workers, generator=order)  # 10 batches
     val = DataLoader(TensorDataset(x[:32], y[:32]), batch_size=16, num_workers=num_workers)
     return train, val
 
 
-def train(save_path, *, max_epochs, num_workers=0, resume=None, crash_at_step=None, interrupt_at=None, **options):
+def train(save_path, *, max_epochs, num_workers=0, own_generator=False, resume=None, crash_at_step=None, interrupt_at=None, **options):
     """One blowtorch run as a user script would do it; returns the Run."""
     run = Run(name="exact", argv=["exact.py"], random_seed=11, save_git_info=False)
 
@@ -55,7 +56,7 @@ def train(save_path, *, max_epochs, num_workers=0, resume=None, crash_at_step=No
         optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
         return optimizer, torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
 
-    train_loader, val_loader = loaders(num_workers)
+    train_loader, val_loader = loaders(num_workers, own_generator)
     model = DropoutNet()
     run(model, train_loader, val_loader, max_epochs=max_epochs, use_gpu=False, save_path=save_path, resume=resume, progress=False, **options)
     return run
@@ -91,11 +92,12 @@ def epoch_metrics(save_path):
     return merged
 
 
-@pytest.mark.parametrize("num_workers", [0, 2])
-def test_stop_after_an_epoch_and_resume_is_bit_identical(tmp_path, num_workers):
-    straight = train(tmp_path / "straight", max_epochs=5, num_workers=num_workers)
-    first = train(tmp_path / "split", max_epochs=2, num_workers=num_workers)
-    resumed = train(tmp_path / "split", max_epochs=5, num_workers=num_workers, resume=first.run_dir)
+@pytest.mark.parametrize("num_workers, own_generator", [(0, False), (2, False), (0, True)])
+def test_stop_after_an_epoch_and_resume_is_bit_identical(tmp_path, num_workers, own_generator):
+    options = dict(num_workers=num_workers, own_generator=own_generator)
+    straight = train(tmp_path / "straight", max_epochs=5, **options)
+    first = train(tmp_path / "split", max_epochs=2, **options)
+    resumed = train(tmp_path / "split", max_epochs=5, resume=first.run_dir, **options)
 
     assert resumed.run_dir == first.run_dir  # the same run directory goes on
     a, b = final_state(straight.run_dir), final_state(resumed.run_dir)
@@ -112,15 +114,16 @@ def test_stop_after_an_epoch_and_resume_is_bit_identical(tmp_path, num_workers):
     assert info["run_dir"] == str(first.run_dir)
 
 
-def test_a_crash_inside_an_epoch_resumes_from_the_step_checkpoint(tmp_path):
-    straight = train(tmp_path / "straight", max_epochs=3, checkpoint_every_n_steps=4)
+@pytest.mark.parametrize("own_generator", [False, True])
+def test_a_crash_inside_an_epoch_resumes_from_the_step_checkpoint(tmp_path, own_generator):
+    straight = train(tmp_path / "straight", max_epochs=3, checkpoint_every_n_steps=4, own_generator=own_generator)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train(tmp_path / "split", max_epochs=3, checkpoint_every_n_steps=4, crash_at_step=14)
+        train(tmp_path / "split", max_epochs=3, checkpoint_every_n_steps=4, crash_at_step=14, own_generator=own_generator)
     crashed_dir = next(p for p in (tmp_path / "split").iterdir() if p.name != "sacred")
     checkpoint = final_state(crashed_dir)
     assert checkpoint["position"]["batches_done"] == 2 and checkpoint["state"]["global_step"] == 12  # epoch 1, step 12
 
-    resumed = train(tmp_path / "split", max_epochs=3, checkpoint_every_n_steps=4, resume=crashed_dir)
+    resumed = train(tmp_path / "split", max_epochs=3, checkpoint_every_n_steps=4, resume=crashed_dir, own_generator=own_generator)
     a, b = final_state(straight.run_dir), final_state(resumed.run_dir)
     for key in ("model", "optimizers", "schedulers", "metrics"):
         assert_same_tensors(a[key], b[key], key)

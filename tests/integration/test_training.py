@@ -67,7 +67,8 @@ def test_a_run_writes_its_directory_and_its_sacred_record(tmp_path):
     assert read_json(sacred_dir / "run.json")["status"] == "COMPLETED"
     assert read_json(sacred_dir / "info.json")["run_dir"] == str(run_dir)
     metrics = read_json(sacred_dir / "metrics.json")
-    assert set(metrics) == {"train.loss", "train.mae", "val.loss", "val.mae"}
+    assert set(metrics) == {"train.loss", "train.mae", "val.loss", "val.mae", "lr.main"}
+    assert metrics["lr.main"]["values"] == [0.05, 0.05, 0.05]
     assert metrics["val.loss"]["steps"] == [0, 1, 2]
     assert metrics["val.loss"]["values"][2] == latest["metrics"]["val.loss"]
     assert all(isinstance(v, float) for v in metrics["train.loss"]["values"])
@@ -156,7 +157,7 @@ def test_without_validation_the_checkpoint_metric_comes_from_training():
     train_loader, _ = regression_loaders()
     summary = run(torch.nn.Linear(4, 1), train_loader, None, max_epochs=2, use_gpu=False, checkpoint_metric="mae")
     assert summary["checkpoint_metric"] == "train.mae"
-    assert set(summary["metrics"]) == {"train.loss", "train.mae"}
+    assert summary["metrics"].keys() == {"train"} and set(summary["metrics"]["train"]) == {"loss", "mae"}
 
 
 def test_epoch_schedulers_step_after_each_optimizing_epoch_and_are_checkpointed(tmp_path):
@@ -322,5 +323,5 @@ def test_metrics_stay_finite_floats_even_with_python_numbers():
 
     train_loader, _ = regression_loaders()
     summary = run(torch.nn.Linear(4, 1), train_loader, max_epochs=2, use_gpu=False)
-    assert summary["metrics"]["train.constant"] == 2.0 and summary["metrics"]["train.ratio"] == 0.25
-    assert not math.isnan(summary["metrics"]["train.loss"])
+    assert summary["metrics"]["train"]["constant"] == 2.0 and summary["metrics"]["train"]["ratio"] == 0.25
+    assert not math.isnan(summary["metrics"]["train"]["loss"])

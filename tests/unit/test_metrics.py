@@ -30,7 +30,6 @@ def test_dict_values_may_be_tensors_or_numbers_and_keep_their_graph():
         ({"loss": "high"}, "returned a str ('high') for 'loss'"),
         ({"loss": [1.0]}, "returned a list ([1.0]) for 'loss'"),
         ({}, "returned an empty dict"),
-        ({1: torch.tensor(1.0)}, "metric names must be non-empty strings"),
     ],
 )
 def test_unusable_step_outputs_are_explained(output, expected):
@@ -78,3 +77,19 @@ def test_values_are_detached_so_graphs_are_not_kept_alive():
     weight = torch.tensor(1.0, requires_grad=True)
     accumulator.add({"loss": weight * 2}, weight=1)
     assert not accumulator._pending[torch.device("cpu")][0].requires_grad
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        (1, "metric names must be non-empty strings"),
+        ("", "metric names must be non-empty strings"),
+        ("acc.top1", "returned the metric 'acc.top1'; metric names may not contain '.' or start with '$'"),
+        ("$loss", "Use 'loss'"),
+    ],
+)
+def test_metric_names_that_a_sink_would_mangle_are_rejected_once(name, message):
+    accumulator = PassAccumulator("train_step")
+    with pytest.raises(UsageError) as caught:
+        accumulator.add({name: 1.0}, weight=1)
+    assert message in str(caught.value)

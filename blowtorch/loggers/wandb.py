@@ -1,0 +1,69 @@
+"""Weights & Biases: one wandb run per run directory, resumed with it, online or offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from blowtorch.errors import MissingExtraError
+from blowtorch.loggers.base import FAILED, INTERRUPTED, BaseLogger, RunInfo, is_step_phase
+
+ID_FILE = "wandb-run-id.txt"
+
+
+class WandbLogger(BaseLogger):
+    """Logs to wandb: run name = the run directory's name, files in the run directory, config = the resolved config.
+
+    Every keyword argument goes to ``wandb.init`` (``project``, ``entity``, ``tags``, ``mode``, ...)
+    and wins over blowtorch's defaults. A resumed blowtorch run continues the same wandb run: its id
+    is kept in the run directory. Metrics are logged against ``epoch`` (per-epoch phases) or
+    ``global_step`` (per-step phases) as wandb x axes, so wandb's own step only ever grows, also
+    across validation and resumes. Works offline: ``mode="offline"`` or ``WANDB_MODE=offline``.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        try:
+            import wandb
+        except ImportError as error:
+            raise MissingExtraError(
+                f"WandbLogger needs the wandb package ({error}); install it with pip install 'blowtorch[wandb]'"
+            ) from error
+        self._wandb = wandb
+        self.kwargs = kwargs
+        self.run: Any = None
+
+    def on_start(self, run: RunInfo) -> None:
+        wandb = self._wandb
+        id_file = run.run_dir / ID_FILE
+        settings: dict[str, Any] = {"name": run.name, "dir": str(run.run_dir), "config": dict(run.config)}
+        if id_file.is_file():  # this run directory logged to wandb before: continue that wandb run
+            settings.update(id=id_file.read_text().strip(), resume="allow")
+        settings.update(self.kwargs)
+        self.run = wandb.init(**settings)
+        if not id_file.is_file():
+            id_file.write_text(self.run.id + "\n")
+        self.run.config.update(
+            {"blowtorch": {"sacred_run_id": run.sacred_run_id, "run_dir": str(run.run_dir)}}, allow_val_change=True
+        )
+        self.run.define_metric("epoch")
+        self.run.define_metric("global_step")
+        for phase in ("train", "val", "lr"):
+            self.run.define_metric(f"{phase}/*", step_metric="epoch")
+        for phase in ("train_step", "lr_step"):
+            self.run.define_metric(f"{phase}/*", step_metric="global_step")
+
+    def log_metrics(self, metrics: Mapping[str, float], phase: str, epoch: int, step: int) -> None:
+        row: dict[str, Any] = {f"{phase}/{name}": value for name, value in metrics.items()}
+        row["global_step" if is_step_phase(phase) else "epoch"] = step if is_step_phase(phase) else epoch
+        self.run.log(row)
+
+    def on_finish(self, status: str) -> None:
+        if self.run is not None:
+            self.run.summary["status"] = status
+            self.run.finish(exit_code={FAILED: 1, INTERRUPTED: 130}.get(status, 0))
+
+
+def run_id_of(run_dir: Path) -> str | None:
+    """The wandb run id a run directory logs to, if it has one."""
+    id_file = run_dir / ID_FILE
+    return id_file.read_text().strip() if id_file.is_file() else None
