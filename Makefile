@@ -1,18 +1,21 @@
 # Two entry points for a fresh machine: `make example` and `make test`.
-# Both create .venv with everything needed first (torch, blowtorch and its test dependencies).
+# Both create .venv with everything needed first (torch, blowtorch and its test dependencies);
+# `make test` also installs what the MongoDB/Omniboard tests drive: Debian's chromium (Omniboard
+# itself comes from npm, installed by the tests into mongo/.omniboard on first use).
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # The CPU build used on our machines and in CI; set TORCH=torch (or a CUDA wheel spec) to choose another.
 TORCH ?= torch==2.13.0
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: example test setup clean
+.PHONY: example test setup test-tools clean
 
 example: $(VENV)/.installed
 	$(BIN)/python examples/minimal.py
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed test-tools
 	$(BIN)/python -m pytest
 
 setup: $(VENV)/.installed
@@ -25,5 +28,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
+test-tools:
+	@command -v npm >/dev/null || { echo "The Omniboard tests need Node.js and npm: install them (Debian: apt-get install nodejs npm)"; exit 1; }
+	@command -v chromium >/dev/null || { \
+		echo "Installing Debian's chromium for the Omniboard browser test"; \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 clean:
-	rm -rf $(VENV) train_logs
+	rm -rf $(VENV) train_logs test-artifacts

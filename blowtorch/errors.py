@@ -12,7 +12,8 @@ catch for that kind of problem, so ``except ValueError`` keeps working::
     ├── OptionError          (ValueError)    an argument of run(...) that cannot work (device, metric, loader, ...)
     ├── TrainingError        (RuntimeError)  training could not go on
     │   └── NonFiniteLossError               the loss became NaN or infinite
-    └── CheckpointError      (RuntimeError)  a checkpoint that cannot be written, read or applied
+    ├── CheckpointError      (RuntimeError)  a checkpoint that cannot be written, read or applied
+    └── DatabaseError        (ConnectionError) a MongoDB observer that cannot be reached or used
 
 Messages say what was wrong, what was expected, and how to fix it.
 """
@@ -62,3 +63,7 @@ class NonFiniteLossError(TrainingError):
 
 class CheckpointError(BlowtorchError, RuntimeError):
     """A checkpoint that cannot be written, read or applied to this model and optimizers."""
+
+
+class DatabaseError(BlowtorchError, ConnectionError):
+    """A MongoDB observer whose server cannot be reached, or whose address cannot be used."""

@@ -28,7 +28,8 @@ from blowtorch.optim import OptimizerSet, parse_optimizers
 from blowtorch.progress import Progress
 from blowtorch.resume import ResumePoint, config_differences, find_resume_point
 from blowtorch.rundir import RunDirectory, generate_slug, plain_config
-from blowtorch.sacred_bridge.sink import SacredLogger
+from blowtorch.sacred_bridge.mongo import prepare_for_run
+from blowtorch.sacred_bridge.sink import SacredLogger, store_run_files
 from blowtorch.state import TrainState
 from blowtorch.summary import model_summary, source_listing
 
@@ -52,6 +53,7 @@ class RunOptions:
     checkpoint_every_n_steps: int | None = None
     keep_last_epochs: int = 0
     log_every_n_steps: int | None = None
+    upload_checkpoints: str | Sequence[str] | None = None
     fit: FitOptions = field(init=False)
 
     def __post_init__(self) -> None:
@@ -110,6 +112,7 @@ class TrainingJob:
         sacred_run.info["run_dir"] = str(run_dir.path)
         config = plain_config(sacred_run.config)
         text_log = TextFileLogger(run_dir)
+        prepare_for_run(sacred_run.observers, run_dir.path, text_log.note)
         fanout: LoggerFanout | None = None
         state = TrainState()
         status = FAILED
@@ -184,6 +187,11 @@ class TrainingJob:
                 fanout.on_finish(status)
             else:
                 text_log.on_finish(status)
+            try:
+                uploads = _checkpoints_to_upload(self.options.upload_checkpoints)
+            except OptionError:  # already reported as the run's error
+                uploads = []
+            store_run_files(sacred_run, run_dir.path, uploads)
 
     def _run_directory(self, sacred_run: Any, point: ResumePoint | None) -> RunDirectory:
         if point is not None and point.run_dir is not None:
@@ -234,6 +242,7 @@ class TrainingJob:
         _check_int("keep_last_epochs", options.keep_last_epochs, 0, "how many epoch-<n>.pt files to keep")
         if options.checkpoint_every_n_steps is not None:
             _check_int("checkpoint_every_n_steps", options.checkpoint_every_n_steps, 1, "or None for epoch ends only")
+        _checkpoints_to_upload(options.upload_checkpoints)
         if options.log_every_n_steps is not None:
             _check_int("log_every_n_steps", options.log_every_n_steps, 1, "or None for epoch means only")
         if options.max_epochs == 1 and not options.optimize_first and self.resume is None:
@@ -255,6 +264,14 @@ class TrainingJob:
     def _note_best(text_log: TextFileLogger, state: TrainState) -> None:
         if state.best_epoch is not None:
             text_log.note(f"best {state.checkpoint_metric}={state.best_value:.6g} at epoch {state.best_epoch} (checkpoints/best.pt)")
+
+
+def _checkpoints_to_upload(option: str | Sequence[str] | None) -> list[str]:
+    chosen = [option] if isinstance(option, str) else list(option or ())
+    unknown = [c for c in chosen if c not in ("best", "latest")]
+    if unknown:
+        raise OptionError(f"upload_checkpoints takes 'best', 'latest' or both in a list, got {option!r}")
+    return chosen
 
 
 def _check_int(name: str, value: Any, minimum: int, meaning: str) -> None:

@@ -37,6 +37,11 @@ class Run:
         argv: the command line to parse (default ``sys.argv``), e.g. ``["train.py", "with", "lr=0.1"]``.
         observers: extra sacred observers (any ``sacred.observers.RunObserver``).
         save_git_info: let sacred record the git commit of the script (needs ``git``).
+        mongo_uri: also record the run in MongoDB at this URI (auth, TLS, ``retryWrites=false``, ...);
+            the command line's ``--mongo_uri`` does the same.
+        mongo_db_name: the database for ``mongo_uri``; default: the URI's path, else ``sacred``.
+        mongo_timeout: seconds to wait for a MongoDB server (``-m`` and ``mongo_uri``) before
+            training starts, and per operation during the run.
     """
 
     def __init__(
@@ -48,10 +53,22 @@ class Run:
         argv: Sequence[str] | str | None = None,
         observers: Sequence[RunObserver] = (),
         save_git_info: bool = True,
+        mongo_uri: str | None = None,
+        mongo_db_name: str | None = None,
+        mongo_timeout: float = 5.0,
     ) -> None:
         caller_globals = sys._getframe(1).f_globals  # the user's script, to which sacred attributes the run
         self._hooks = HookRegistry()
-        self._bridge = SacredBridge(caller_globals, name=name, argv=argv, observers=observers, save_git_info=save_git_info)
+        self._bridge = SacredBridge(
+            caller_globals,
+            name=name,
+            argv=argv,
+            observers=observers,
+            save_git_info=save_git_info,
+            mongo_uri=mongo_uri,
+            mongo_db_name=mongo_db_name,
+            mongo_timeout=mongo_timeout,
+        )
         # `--resume PATH` on the command line: the checkpoint's config is the base of this run.
         self._resume_point = find_resume_point(self._bridge.resume_path) if self._bridge.resume_path else None
         self._bridge.configure(
@@ -172,6 +189,7 @@ class Run:
         checkpoint_every_n_steps: int | None = None,
         keep_last_epochs: int = 0,
         log_every_n_steps: int | None = None,
+        upload_checkpoints: str | Sequence[str] | None = None,
         progress: bool = True,
     ) -> dict[str, Any] | None:
         """Train ``model`` as one sacred run and return its summary (``None`` for commands like ``print_config``).
@@ -199,6 +217,7 @@ class Run:
             checkpoint_every_n_steps=checkpoint_every_n_steps,
             keep_last_epochs=keep_last_epochs,
             log_every_n_steps=log_every_n_steps,
+            upload_checkpoints=upload_checkpoints,
         )
         self.get_config()
         if not self._bridge.is_training:

@@ -7,6 +7,9 @@ from sacred import SETTINGS
 
 SETTINGS.CAPTURE_MODE = "sys"
 
+# MongoDB server, Omniboard and headless Chromium fixtures (real processes on 127.0.0.1).
+pytest_plugins = ["tests.integration.mongo_servers"]
+
 
 @pytest.fixture(autouse=True)
 def _work_in_tmp_path(tmp_path, monkeypatch):

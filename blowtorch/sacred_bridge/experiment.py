@@ -33,8 +33,9 @@ from sacred.utils import SacredError, apply_backspaces_and_linefeeds, format_sac
 
 import blowtorch
 from blowtorch.config import merge_configs
-from blowtorch.errors import ConfigError, UsageError
+from blowtorch.errors import ConfigError, DatabaseError, UsageError
 from blowtorch.rng import seed_everything
+from blowtorch.sacred_bridge.mongo import check_connections, observer_for_sacred_arg, observer_for_uri
 from blowtorch.sacred_bridge.observers import DefaultFileStorageObserver
 
 MAIN_COMMAND = "train"
@@ -52,9 +53,13 @@ class SacredBridge:
         argv: Sequence[str] | str | None,
         observers: Sequence[RunObserver],
         save_git_info: bool,
+        mongo_uri: str | None = None,
+        mongo_db_name: str | None = None,
+        mongo_timeout: float = 5.0,
     ) -> None:
         self._globals = caller_globals
         self._save_git_info = save_git_info
+        self._mongo = (mongo_uri, mongo_db_name, mongo_timeout)
         mainfile = caller_globals.get("__file__")
         interactive = mainfile is None
         if interactive and not name:
@@ -69,7 +74,7 @@ class SacredBridge:
             interactive=interactive,
             # sacred scans *its caller's* module (this one) here; the user's script is gathered below.
             save_git_info=False,
-            additional_cli_options=[resume_option],
+            additional_cli_options=[resume_option, mongo_uri_option],
         )
         self.experiment.doc = caller_globals.get("__doc__")
         self.experiment.captured_out_filter = apply_backspaces_and_linefeeds  # progress bars collapse
@@ -153,9 +158,11 @@ class SacredBridge:
     def resolve(self) -> Any:
         """Create the sacred run once (config resolved, observers attached, not started)."""
         if self.sacred_run is None:
+            # blowtorch builds the MongoDB observer of `-m` itself (same observer, sane timeouts).
+            options = {**self.args, "--mongo_db": None}
             try:
                 sacred_run = self.experiment._create_run(
-                    self.command, self.config_updates, self.named_configs, info={}, meta_info={}, options=self.args
+                    self.command, self.config_updates, self.named_configs, info={}, meta_info={}, options=options
                 )
             except SacredError as error:
                 # Like sacred's own command line: its message and usage, no traceback, exit 1;
@@ -165,14 +172,33 @@ class SacredBridge:
                     raise ConfigError(message) from error
                 print(message, file=sys.stderr)
                 sys.exit(1)
+            sacred_run.meta_info["options"]["--mongo_db"] = self.args.get("--mongo_db")
             if sacred_run.config.get("seed") != self.seed:
                 raise ConfigError(
                     f"a config scope or named config sets seed={sacred_run.config.get('seed')!r}, but the seed was "
                     f"fixed to {self.seed} when Run() was constructed (the model may already be built with it). "
                     f"Set the seed with Run(random_seed=...), in a config file, or with 'with seed=N'"
                 )
+            if self.is_training:
+                sacred_run.observers.extend(self._database_observers())
             self.sacred_run = sacred_run
         return self.sacred_run
+
+    def _database_observers(self) -> list[Any]:
+        uri, db_name, timeout = self._mongo
+        observers = []
+        if self.args.get("--mongo_db"):
+            try:
+                observers.append(observer_for_sacred_arg(self.args["--mongo_db"], timeout))
+            except (ValueError, AttributeError) as error:  # sacred's parser fails with AttributeError on a URI
+                raise DatabaseError(
+                    f"-m {self.args['--mongo_db']!r} is not of the form [host:port:]db[.collection]; "
+                    f"for a full mongodb:// URI use --mongo_uri"
+                ) from error
+        for each in (uri, self.args.get("--mongo_uri")):
+            if each:
+                observers.append(observer_for_uri(each, db_name, timeout))
+        return observers
 
     @property
     def config(self) -> dict[str, Any]:
@@ -191,6 +217,8 @@ class SacredBridge:
             sacred_run.experiment_info["name"] = self.args["--name"]
         if self.is_training:
             sacred_run.observers.append(DefaultFileStorageObserver(save_path))
+        if not sacred_run.unobserved:
+            check_connections(sacred_run.observers, self._mongo[2])  # before training, not 30 s into it
         self._main = main
         try:
             return sacred_run()
@@ -231,6 +259,12 @@ class SacredBridge:
 def resume_option(args: str, run: Any) -> None:
     """Continue a blowtorch run from a run directory or a checkpoint file; its config is the base."""
     # blowtorch reads the path from the parsed command line when Run() is constructed.
+
+
+@cli_option("-M", "--mongo_uri")
+def mongo_uri_option(args: str, run: Any) -> None:
+    """Also record the run in MongoDB at this full URI (auth, TLS, options); the database is the URI's path, else 'sacred'."""
+    # blowtorch builds the observer itself, with the connection check and timeouts of Run(mongo_uri=...).
 
 
 def _named_main(call: Callable[[Any], Any]) -> Callable[[Any], Any]:

@@ -129,15 +129,13 @@ def test_a_signal_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path, sc
 
 
 def test_a_second_ctrl_c_aborts_at_once(tmp_path, script):
-    process = start(script, "with", "sleep=2")
+    process = start(script, "with", "sleep=600")  # a step that would take ten minutes
     wait_for(lambda: "started" in log_text(tmp_path / "train_logs"), what="the run to start")
     time.sleep(0.5)
     process.send_signal(signal.SIGINT)
     time.sleep(0.3)
     process.send_signal(signal.SIGINT)  # while the first step still sleeps
-    started = time.monotonic()
-    process.communicate(timeout=60)
-    assert time.monotonic() - started < 1.8  # did not wait for the step to finish
+    process.communicate(timeout=120)  # well before the step could finish
     assert process.returncode == 130
     run_dir = only_run_dir(tmp_path / "train_logs")
     assert not (run_dir / "checkpoints" / "latest.pt").exists()

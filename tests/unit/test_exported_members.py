@@ -10,6 +10,7 @@ def test_public_api_is_pinned():
             "CheckpointError",
             "ConfigError",
             "ConfigKeyError",
+            "DatabaseError",
             "MissingExtraError",
             "MissingFileError",
             "NonFiniteLossError",
@@ -30,7 +31,7 @@ def test_every_error_is_a_blowtorch_error_and_a_builtin():
         member = getattr(blowtorch, name)
         if isinstance(member, type) and issubclass(member, Exception) and member is not blowtorch.BlowtorchError:
             assert issubclass(member, blowtorch.BlowtorchError)
-            assert any(issubclass(member, builtin) for builtin in (ValueError, TypeError, KeyError, RuntimeError, FileNotFoundError, ImportError))
+            assert any(issubclass(member, builtin) for builtin in (ValueError, TypeError, KeyError, RuntimeError, FileNotFoundError, ImportError, ConnectionError))
 
 
 def test_loggers_package_exports_the_base_class():
