@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import signal
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import torch
 
@@ -20,11 +20,12 @@ from blowtorch.device import select_device
 from blowtorch.errors import OptionError, UsageError
 from blowtorch.hooks import HookRegistry
 from blowtorch.interrupt import Interrupted, StopRequest
-from blowtorch.loggers.base import COMPLETED, FAILED, INTERRUPTED, BaseLogger, RunInfo
+from blowtorch.loggers.base import COMPLETED, FAILED, INTERRUPTED, RunInfo
 from blowtorch.loggers.fanout import LoggerFanout
 from blowtorch.loggers.textfile import TextFileLogger
-from blowtorch.loop import FitOptions, Trainee, fit
+from blowtorch.loop import Trainee, fit
 from blowtorch.optim import OptimizerSet, parse_optimizers
+from blowtorch.options import RunOptions, check_loader
 from blowtorch.progress import Progress
 from blowtorch.resume import ResumePoint, config_differences, find_resume_point
 from blowtorch.rundir import RunDirectory, generate_slug, plain_config
@@ -32,45 +33,6 @@ from blowtorch.sacred_bridge.mongo import prepare_for_run
 from blowtorch.sacred_bridge.sink import SacredLogger, store_run_files
 from blowtorch.state import TrainState
 from blowtorch.summary import model_summary, source_listing
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """The options of ``run(...)``, as the user passed them."""
-
-    loggers: Sequence[BaseLogger] = ()
-    max_epochs: int = 1
-    use_gpu: bool = True
-    gpu_id: int = 0
-    resume: str | Path | None = None
-    save_path: str | Path = "train_logs"
-    run_name: str | None = None
-    optimize_metric: str | None = None
-    checkpoint_metric: str | None = None
-    smaller_is_better: bool = True
-    optimize_first: bool = False
-    detect_anomalies: bool = False
-    checkpoint_every_n_steps: int | None = None
-    keep_last_epochs: int = 0
-    log_every_n_steps: int | None = None
-    upload_checkpoints: str | Sequence[str] | None = None
-    fit: FitOptions = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(
-            self,
-            "fit",
-            FitOptions(
-                max_epochs=self.max_epochs,
-                optimize_first=self.optimize_first,
-                optimize_metric=self.optimize_metric,
-                checkpoint_metric=self.checkpoint_metric,
-                smaller_is_better=self.smaller_is_better,
-                detect_anomalies=self.detect_anomalies,
-                checkpoint_every_n_steps=self.checkpoint_every_n_steps,
-                log_every_n_steps=self.log_every_n_steps,
-            ),
-        )
 
 
 @dataclass(frozen=True)
@@ -188,7 +150,7 @@ class TrainingJob:
             else:
                 text_log.on_finish(status)
             try:
-                uploads = _checkpoints_to_upload(self.options.upload_checkpoints)
+                uploads = self.options.checkpoints_to_upload()
             except OptionError:  # already reported as the run's error
                 uploads = []
             store_run_files(sacred_run, run_dir.path, uploads)
@@ -237,23 +199,9 @@ class TrainingJob:
                 "a val_loader was given but no @run.validate_step is registered; decorate a function with "
                 "@run.validate_step (the training step may carry both decorators) or pass val_loader=None"
             )
-        options = self.options
-        _check_int("max_epochs", options.max_epochs, 1, "the total number of epochs, counted from 0")
-        _check_int("keep_last_epochs", options.keep_last_epochs, 0, "how many epoch-<n>.pt files to keep")
-        if options.checkpoint_every_n_steps is not None:
-            _check_int("checkpoint_every_n_steps", options.checkpoint_every_n_steps, 1, "or None for epoch ends only")
-        _checkpoints_to_upload(options.upload_checkpoints)
-        if options.log_every_n_steps is not None:
-            _check_int("log_every_n_steps", options.log_every_n_steps, 1, "or None for epoch means only")
-        if options.max_epochs == 1 and not options.optimize_first and self.resume is None:
-            warnings.warn(
-                "max_epochs=1 with optimize_first=False runs only the baseline epoch 0, which does not update the "
-                "model; pass max_epochs > 1 or optimize_first=True to train",
-                UserWarning,
-                stacklevel=2,
-            )
+        self.options.check(resuming=self.resume is not None)
         for label, loader in (("train_loader", self.train_loader), ("val_loader", self.val_loader)):
-            _check_loader(label, loader)
+            check_loader(label, loader)
 
     def _configure_optimizers(self, device: torch.device) -> OptimizerSet:
         hook = self.hooks.get("configure_optimizers")
@@ -264,34 +212,6 @@ class TrainingJob:
     def _note_best(text_log: TextFileLogger, state: TrainState) -> None:
         if state.best_epoch is not None:
             text_log.note(f"best {state.checkpoint_metric}={state.best_value:.6g} at epoch {state.best_epoch} (checkpoints/best.pt)")
-
-
-def _checkpoints_to_upload(option: str | Sequence[str] | None) -> list[str]:
-    chosen = [option] if isinstance(option, str) else list(option or ())
-    unknown = [c for c in chosen if c not in ("best", "latest")]
-    if unknown:
-        raise OptionError(f"upload_checkpoints takes 'best', 'latest' or both in a list, got {option!r}")
-    return chosen
-
-
-def _check_int(name: str, value: Any, minimum: int, meaning: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise OptionError(f"{name} must be an int >= {minimum} ({meaning}), got {value!r}")
-
-
-def _check_loader(label: str, loader: Any) -> None:
-    if loader is None:
-        if label == "train_loader":
-            raise OptionError("train_loader is None; pass a DataLoader (or any iterable of batches) to train on")
-        return
-    if not hasattr(loader, "__iter__"):
-        raise OptionError(f"{label} must be a DataLoader or another iterable of batches, got {type(loader).__name__}")
-    try:
-        length = len(loader)
-    except TypeError:
-        return  # an iterable without a length; emptiness is checked after its first pass
-    if length == 0:
-        raise OptionError(f"{label} is empty (len 0); give it a dataset with at least one sample (and check drop_last)")
 
 
 def _summary(run_dir: RunDirectory, state: TrainState) -> dict[str, Any]:

@@ -20,17 +20,23 @@ from typing import Any, Callable, Iterable, Mapping
 import torch
 
 from blowtorch.device import batch_size_of, move_to_device
-from blowtorch.errors import CheckpointError, NonFiniteLossError, OptionError, UsageError
+from blowtorch.errors import CheckpointError, OptionError, UsageError
 from blowtorch.hooks import HookRegistry
 from blowtorch.interrupt import Interrupted, StopRequest
 from blowtorch.loggers.fanout import LoggerFanout
-from blowtorch.metrics import PassAccumulator, PassResult, check_metric_name, normalize_step_output
+from blowtorch.metrics import (
+    PassAccumulator,
+    PassResult,
+    check_metric_name,
+    normalize_step_output,
+    raise_if_loss_not_finite,
+    resolve_metric,
+    resolve_optimize_metric,
+)
 from blowtorch.optim import OptimizerSet
 from blowtorch.progress import Progress
 from blowtorch.rng import capture_rng_state, loader_generators, restore_rng_state
 from blowtorch.state import EpochProgress, TrainState
-
-PHASE_LABELS = {"train": "training", "val": "validation"}
 
 #: save_checkpoint(state, epoch_end, is_best, rng): writes latest.pt (and best.pt at epoch ends)
 SaveCheckpoint = Callable[[TrainState, bool, bool, dict], None]
@@ -106,7 +112,7 @@ def run_epoch(trainee: Trainee, state: TrainState, resume_rng: dict[str, Any] | 
         metrics = {"train": _after_pass(trainee, "after_train", train.means, state, is_validate=False)}
         trainee.loggers.log_metrics(metrics["train"], "train", epoch, state.global_step)
         trainee.loggers.log_metrics(trainee.optimizers.learning_rates(), "lr", epoch, state.global_step)
-        _raise_if_loss_not_finite(train, state, epoch, start_step)
+        raise_if_loss_not_finite(train, state.optimize_metric, epoch, start_step)
         train_steps = train.steps
     if trainee.val_loader is not None:
         stopped = EpochProgress(batches_done=train_steps, train_metrics=metrics["train"])
@@ -162,7 +168,7 @@ def train_pass(
                 step_hook(_step_arguments(trainee, state, batch, batch_index, is_validate=False)), "train_step"
             )
             if state.optimize_metric is None:
-                state.optimize_metric = _resolve_optimize_metric(trainee.options.optimize_metric, values)
+                state.optimize_metric = resolve_optimize_metric(trainee.options.optimize_metric, values)
             loss = values[state.optimize_metric]
             if optimize:
                 _check_differentiable(loss, state.optimize_metric)
@@ -211,7 +217,7 @@ def _log_step(trainee: Trainee, values: Mapping[str, Any], state: TrainState) ->
 def _checkpoint_inside_epoch(trainee: Trainee, state: TrainState, where: EpochProgress, accumulator: PassAccumulator) -> None:
     """Write latest.pt at the current step (every n steps, or on a stop request) and stop if asked to."""
     partial = accumulator.result()
-    _raise_if_loss_not_finite(partial, state, state.epoch, state.global_step - where.batches_done)
+    raise_if_loss_not_finite(partial, state.optimize_metric, state.epoch, state.global_step - where.batches_done)
     where.partial = accumulator.snapshot()
     state.progress = where
     try:
@@ -234,57 +240,12 @@ def _skip(batches: Any, count: int, epoch: int) -> None:
             ) from None
 
 
-def resolve_metric(requested: str | None, metrics: Mapping[str, Mapping[str, float]], option: str) -> str:
-    """The qualified name (``val.loss``) of ``requested``.
-
-    A ``train.``/``val.`` prefix picks the phase; a bare name means validation when there is a
-    val_loader, else training; ``None`` means the first metric of that default phase.
-    """
-    default_phase = "val" if "val" in metrics else "train"
-    if requested is None:
-        return f"{default_phase}.{next(iter(metrics[default_phase]))}"
-    prefix, _, rest = requested.partition(".")
-    if prefix in metrics and rest in metrics[prefix]:
-        return requested
-    if requested in metrics[default_phase]:
-        return f"{default_phase}.{requested}"
-    phase = prefix if prefix in metrics else default_phase
-    hint = " (there is no val_loader, so metrics come from training)" if prefix == "val" and "val" not in metrics else ""
-    raise OptionError(
-        f"{option} '{requested}' is not among the {PHASE_LABELS[phase]} metrics {list(metrics[phase])}{hint}; "
-        f"pass one of those, optionally prefixed with 'train.' or 'val.'"
-    )
-
-
-def _resolve_optimize_metric(requested: str | None, values: Mapping[str, Any]) -> str:
-    if requested is None:
-        return next(iter(values))
-    name = requested[len("train."):] if requested.startswith("train.") and requested not in values else requested
-    if name not in values:
-        raise OptionError(
-            f"optimize_metric '{requested}' is not among the training metrics {list(values)}; pass one of those"
-        )
-    return name
-
-
 def _check_differentiable(loss: Any, name: str) -> None:
     if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
         raise UsageError(
             f"the optimized metric '{name}' returned by train_step does not require grad, so it cannot be "
             f"back-propagated; return the loss tensor itself (not .item(), .detach() or a number), or pick "
             f"another metric with optimize_metric"
-        )
-
-
-def _raise_if_loss_not_finite(result: PassResult, state: TrainState, epoch: int, start_step: int) -> None:
-    name = state.optimize_metric
-    if name is not None and name in result.first_non_finite:
-        step = start_step + result.first_non_finite[name]
-        raise NonFiniteLossError(
-            f"the training loss '{name}' became NaN or infinite in epoch {epoch}, first at global step {step} "
-            f"(batch {result.first_non_finite[name]} of the epoch); no checkpoint was written for this epoch. "
-            f"Lower the learning rate, clip gradients, or check the data; detect_anomalies=True shows the "
-            f"operation that produced it"
         )
 
 

@@ -15,7 +15,7 @@ from typing import Any, Union
 import numpy as np
 import torch
 
-from blowtorch.errors import UsageError
+from blowtorch.errors import NonFiniteLossError, OptionError, UsageError
 
 StepValue = Union[torch.Tensor, float]
 
@@ -190,4 +190,52 @@ class PassAccumulator:
             samples=int(total),
             steps=len(self._weights),
             first_non_finite=first_non_finite,
+        )
+
+
+PHASE_LABELS = {"train": "training", "val": "validation"}
+
+
+def resolve_metric(requested: str | None, metrics: Mapping[str, Mapping[str, float]], option: str) -> str:
+    """The qualified name (``val.loss``) of ``requested``.
+
+    A ``train.``/``val.`` prefix picks the phase; a bare name means validation when there is a
+    val_loader, else training; ``None`` means the first metric of that default phase.
+    """
+    default_phase = "val" if "val" in metrics else "train"
+    if requested is None:
+        return f"{default_phase}.{next(iter(metrics[default_phase]))}"
+    prefix, _, rest = requested.partition(".")
+    if prefix in metrics and rest in metrics[prefix]:
+        return requested
+    if requested in metrics[default_phase]:
+        return f"{default_phase}.{requested}"
+    phase = prefix if prefix in metrics else default_phase
+    hint = " (there is no val_loader, so metrics come from training)" if prefix == "val" and "val" not in metrics else ""
+    raise OptionError(
+        f"{option} '{requested}' is not among the {PHASE_LABELS[phase]} metrics {list(metrics[phase])}{hint}; "
+        f"pass one of those, optionally prefixed with 'train.' or 'val.'"
+    )
+
+
+def resolve_optimize_metric(requested: str | None, values: Mapping[str, Any]) -> str:
+    if requested is None:
+        return next(iter(values))
+    name = requested[len("train."):] if requested.startswith("train.") and requested not in values else requested
+    if name not in values:
+        raise OptionError(
+            f"optimize_metric '{requested}' is not among the training metrics {list(values)}; pass one of those"
+        )
+    return name
+
+
+def raise_if_loss_not_finite(result: PassResult, name: str | None, epoch: int, start_step: int) -> None:
+    """Stop at a NaN or infinite optimized loss, naming the epoch and the first bad global step."""
+    if name is not None and name in result.first_non_finite:
+        step = start_step + result.first_non_finite[name]
+        raise NonFiniteLossError(
+            f"the training loss '{name}' became NaN or infinite in epoch {epoch}, first at global step {step} "
+            f"(batch {result.first_non_finite[name]} of the epoch); no checkpoint was written for this epoch. "
+            f"Lower the learning rate, clip gradients, or check the data; detect_anomalies=True shows the "
+            f"operation that produced it"
         )

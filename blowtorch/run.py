@@ -17,8 +17,9 @@ from blowtorch.config import ConfigDict, PathLike, load_config_files
 from blowtorch.errors import ConfigError, OptionError
 from blowtorch.hooks import HookRegistry
 from blowtorch.interrupt import Interrupted
-from blowtorch.job import ResumeRequest, RunOptions, TrainingJob
+from blowtorch.job import ResumeRequest, TrainingJob
 from blowtorch.loggers.base import BaseLogger
+from blowtorch.options import RunOptions
 from blowtorch.progress import Progress
 from blowtorch.resume import find_resume_point
 from blowtorch.sacred_bridge.experiment import SacredBridge

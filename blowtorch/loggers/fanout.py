@@ -8,7 +8,7 @@ must never cost a training run; every logger's ``on_finish`` is called, even aft
 from __future__ import annotations
 
 import warnings
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from blowtorch.errors import OptionError
 from blowtorch.loggers.base import FAILED, BaseLogger, RunInfo
@@ -45,12 +45,10 @@ class LoggerFanout:
             self._started.append(logger)
 
     def log_metrics(self, metrics: Mapping[str, float], phase: str, epoch: int, step: int) -> None:
-        for logger in self._active():
-            self._guard(logger, "log_metrics", lambda: logger.log_metrics(metrics, phase, epoch, step))
+        self._send("log_metrics", metrics, phase, epoch, step)
 
     def on_epoch_end(self, epoch: int, step: int) -> None:
-        for logger in self._active():
-            self._guard(logger, "on_epoch_end", lambda: logger.on_epoch_end(epoch, step))
+        self._send("on_epoch_end", epoch, step)
 
     def on_finish(self, status: str) -> None:
         started, self._started = self._started, []
@@ -58,21 +56,23 @@ class LoggerFanout:
             try:
                 logger.on_finish(status)
             except Exception as error:  # finishing the others matters more than this one's error
-                warnings.warn(f"logger {_name(logger)} failed to finish: {type(error).__name__}: {error}", RuntimeWarning)
+                warnings.warn(f"logger {_name(logger)} failed to finish: {type(error).__name__}: {error}", RuntimeWarning, stacklevel=2)
 
     def _active(self) -> list[BaseLogger]:
         return [logger for logger in self._started if id(logger) not in self._disabled]
 
-    def _guard(self, logger: BaseLogger, event: str, call) -> None:  # type: ignore[no-untyped-def]
-        try:
-            call()
-        except Exception as error:
-            self._disabled.add(id(logger))
-            warnings.warn(
-                f"logger {_name(logger)} raised in {event} and is disabled for the rest of this run "
-                f"({type(error).__name__}: {error}); training goes on and every other logger still receives everything",
-                RuntimeWarning,
-            )
+    def _send(self, event: str, *args: Any) -> None:
+        for logger in self._active():
+            try:
+                getattr(logger, event)(*args)
+            except Exception as error:
+                self._disabled.add(id(logger))
+                warnings.warn(
+                    f"logger {_name(logger)} raised in {event} and is disabled for the rest of this run "
+                    f"({type(error).__name__}: {error}); training goes on and every other logger still receives everything",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
 
 
 def _name(logger: BaseLogger) -> str:

@@ -43,4 +43,4 @@ def store_run_files(sacred_run: Any, run_dir: Path, checkpoints: Sequence[str]) 
                 try:
                     observer.artifact_event(path.name, str(path), {"checkpoint": which}, "application/octet-stream")
                 except Exception as error:  # reported by the observer; the run itself is done
-                    warnings.warn(f"could not upload {path.name} to MongoDB: {type(error).__name__}: {error}", RuntimeWarning)
+                    warnings.warn(f"could not upload {path.name} to MongoDB: {type(error).__name__}: {error}", RuntimeWarning, stacklevel=2)

@@ -1,0 +1,97 @@
+"""The options of ``run(...)``: their defaults, and the checks that make a bad one fail early and clearly."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from blowtorch.errors import OptionError
+from blowtorch.loggers.base import BaseLogger
+from blowtorch.loop import FitOptions
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The options of ``run(...)``, as the user passed them."""
+
+    loggers: Sequence[BaseLogger] = ()
+    max_epochs: int = 1
+    use_gpu: bool = True
+    gpu_id: int = 0
+    resume: str | Path | None = None
+    save_path: str | Path = "train_logs"
+    run_name: str | None = None
+    optimize_metric: str | None = None
+    checkpoint_metric: str | None = None
+    smaller_is_better: bool = True
+    optimize_first: bool = False
+    detect_anomalies: bool = False
+    checkpoint_every_n_steps: int | None = None
+    keep_last_epochs: int = 0
+    log_every_n_steps: int | None = None
+    upload_checkpoints: str | Sequence[str] | None = None
+    fit: FitOptions = field(init=False)
+
+    def check(self, resuming: bool) -> None:
+        """Raise :class:`OptionError` for an option that cannot work; warn about a surprising one."""
+        _check_int("max_epochs", self.max_epochs, 1, "the total number of epochs, counted from 0")
+        _check_int("keep_last_epochs", self.keep_last_epochs, 0, "how many epoch-<n>.pt files to keep")
+        if self.checkpoint_every_n_steps is not None:
+            _check_int("checkpoint_every_n_steps", self.checkpoint_every_n_steps, 1, "or None for epoch ends only")
+        if self.log_every_n_steps is not None:
+            _check_int("log_every_n_steps", self.log_every_n_steps, 1, "or None for epoch means only")
+        self.checkpoints_to_upload()
+        if self.max_epochs == 1 and not self.optimize_first and not resuming:
+            warnings.warn(
+                "max_epochs=1 with optimize_first=False runs only the baseline epoch 0, which does not update the "
+                "model; pass max_epochs > 1 or optimize_first=True to train",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    def checkpoints_to_upload(self) -> list[str]:
+        """Which checkpoints go to the databases: a list of 'best' and 'latest'."""
+        chosen = [self.upload_checkpoints] if isinstance(self.upload_checkpoints, str) else list(self.upload_checkpoints or ())
+        unknown = [c for c in chosen if c not in ("best", "latest")]
+        if unknown:
+            raise OptionError(f"upload_checkpoints takes 'best', 'latest' or both in a list, got {self.upload_checkpoints!r}")
+        return chosen
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "fit",
+            FitOptions(
+                max_epochs=self.max_epochs,
+                optimize_first=self.optimize_first,
+                optimize_metric=self.optimize_metric,
+                checkpoint_metric=self.checkpoint_metric,
+                smaller_is_better=self.smaller_is_better,
+                detect_anomalies=self.detect_anomalies,
+                checkpoint_every_n_steps=self.checkpoint_every_n_steps,
+                log_every_n_steps=self.log_every_n_steps,
+            ),
+        )
+
+
+def _check_int(name: str, value: Any, minimum: int, meaning: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise OptionError(f"{name} must be an int >= {minimum} ({meaning}), got {value!r}")
+
+
+def check_loader(label: str, loader: Any) -> None:
+    """A loader must be an iterable of batches; one with a length must not be empty."""
+    if loader is None:
+        if label == "train_loader":
+            raise OptionError("train_loader is None; pass a DataLoader (or any iterable of batches) to train on")
+        return
+    if not hasattr(loader, "__iter__"):
+        raise OptionError(f"{label} must be a DataLoader or another iterable of batches, got {type(loader).__name__}")
+    try:
+        length = len(loader)
+    except TypeError:
+        return  # an iterable without a length; emptiness is checked after its first pass
+    if length == 0:
+        raise OptionError(f"{label} is empty (len 0); give it a dataset with at least one sample (and check drop_last)")
