@@ -6,11 +6,13 @@ This is the main function sacred runs. Everything that goes wrong in here is wri
 
 from __future__ import annotations
 
+import os
 import signal
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
 
@@ -33,6 +35,9 @@ from blowtorch.sacred_bridge.mongo import prepare_for_run
 from blowtorch.sacred_bridge.sink import SacredLogger, store_run_files
 from blowtorch.state import TrainState
 from blowtorch.summary import model_summary, source_listing
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,7 @@ class TrainingJob:
         options: RunOptions,
         progress: Progress,
         resume: ResumeRequest | None = None,
+        call_site: tuple[str, int] | None = None,
     ) -> None:
         self.model = model
         self.train_loader = train_loader
@@ -66,62 +72,28 @@ class TrainingJob:
         self.options = options
         self.progress = progress
         self.resume = resume
+        self.call_site = call_site  # the user's run(...) line, where set-up warnings point
         self.run_dir: RunDirectory | None = None
 
     def __call__(self, sacred_run: Any) -> dict[str, Any]:
-        point = self.resume.point() if self.resume is not None else None
+        with attributed_to(self.call_site):
+            point = self.resume.point() if self.resume is not None else None
         self.run_dir = run_dir = self._run_directory(sacred_run, point)
         sacred_run.info["run_dir"] = str(run_dir.path)
-        config = plain_config(sacred_run.config)
         text_log = TextFileLogger(run_dir)
         prepare_for_run(sacred_run.observers, run_dir.path, text_log.note)
-        fanout: LoggerFanout | None = None
+        self._fanout: LoggerFanout | None = None
         state = TrainState()
         status = FAILED
         training = False
         try:
-            if point is not None:
-                self._record_resume(sacred_run, point, config, text_log)
-            run_dir.write_config(config)
-            self._check_inputs()
-            run_dir.write_text("model-summary.txt", model_summary(self.model))
-            run_dir.write_text("source.txt", source_listing(self.model, self.hooks.functions()))
-            device = select_device(self.options.use_gpu, self.options.gpu_id)
-            self.model.to(device)
-            optimizers = self._configure_optimizers(device)
-            if point is not None:
-                apply_checkpoint(point.checkpoint, self.model, optimizers, point.path)
-                state = TrainState.resumed_from(point.checkpoint)
-            fanout = LoggerFanout([text_log, SacredLogger(sacred_run), self.progress, *self.options.loggers])
-            fanout.on_start(
-                RunInfo(
-                    run_dir=run_dir.path,
-                    name=run_dir.name,
-                    config=config,
-                    model=self.model,
-                    device=device,
-                    sacred_run_id=sacred_run._id,
-                    experiment_name=sacred_run.experiment_info["name"],
-                    resumed=point is not None,
-                    start_epoch=state.epoch,
-                    start_step=state.global_step,
-                )
-            )
-            store = CheckpointStore(run_dir.checkpoints, self.options.keep_last_epochs)
-
-            def save_checkpoint(state: TrainState, epoch_end: bool, is_best: bool, rng: dict[str, Any]) -> None:
-                check_finite_parameters(self.model, state.epoch)
-                payload = build_checkpoint(
-                    model=self.model, optimizers=optimizers, state=state, rng=rng, config=config, sacred_run_id=sacred_run._id
-                )
-                store.save(payload, epoch_end=epoch_end, is_best=is_best)
-
-            trainee = Trainee(
-                self.model, self.train_loader, self.val_loader, self.hooks, optimizers, device,
-                self.options.fit, fanout, self.progress, save_checkpoint, StopRequest(),
-            )  # fmt: skip
+            with attributed_to(self.call_site):
+                trainee, state = self._set_up(sacred_run, run_dir, point, text_log)
             if state.epoch >= self.options.max_epochs and state.progress is None:
-                text_log.note(f"nothing left to train: epochs 0-{state.epoch - 1} are done and max_epochs={self.options.max_epochs}; raise max_epochs to continue")
+                text_log.note(
+                    f"nothing left to train: epochs 0-{state.epoch - 1} are done and "
+                    f"max_epochs={self.options.max_epochs}; raise max_epochs to continue"
+                )
             training = True
             with trainee.stop:
                 fit(trainee, state, point.checkpoint["rng"] if point is not None else None)
@@ -145,8 +117,8 @@ class TrainingJob:
             text_log.note(f"failed {where}: {type(error).__name__}: {error}")
             raise
         finally:
-            if fanout is not None:
-                fanout.on_finish(status)
+            if self._fanout is not None:
+                self._fanout.on_finish(status)
             else:
                 text_log.on_finish(status)
             try:
@@ -154,6 +126,54 @@ class TrainingJob:
             except OptionError:  # already reported as the run's error
                 uploads = []
             store_run_files(sacred_run, run_dir.path, uploads)
+
+    def _set_up(
+        self, sacred_run: Any, run_dir: RunDirectory, point: ResumePoint | None, text_log: TextFileLogger
+    ) -> tuple[Trainee, TrainState]:
+        """Everything before the first step: files, checks, device, optimizers, checkpoint, loggers."""
+        config = plain_config(sacred_run.config)
+        if point is not None:
+            self._record_resume(sacred_run, point, config, text_log)
+        run_dir.write_config(config)
+        self._check_inputs()
+        run_dir.write_text("model-summary.txt", model_summary(self.model))
+        run_dir.write_text("source.txt", source_listing(self.model, self.hooks.functions()))
+        device = select_device(self.options.use_gpu, self.options.gpu_id)
+        self.model.to(device)
+        optimizers = self._configure_optimizers(device)
+        state = TrainState()
+        if point is not None:
+            apply_checkpoint(point.checkpoint, self.model, optimizers, point.path)
+            state = TrainState.resumed_from(point.checkpoint)
+        self._fanout = fanout = LoggerFanout([text_log, SacredLogger(sacred_run), self.progress, *self.options.loggers])
+        fanout.on_start(
+            RunInfo(
+                run_dir=run_dir.path,
+                name=run_dir.name,
+                config=config,
+                model=self.model,
+                device=device,
+                sacred_run_id=sacred_run._id,
+                experiment_name=sacred_run.experiment_info["name"],
+                resumed=point is not None,
+                start_epoch=state.epoch,
+                start_step=state.global_step,
+            )
+        )
+        store = CheckpointStore(run_dir.checkpoints, self.options.keep_last_epochs)
+
+        def save_checkpoint(state: TrainState, epoch_end: bool, is_best: bool, rng: dict[str, Any]) -> None:
+            check_finite_parameters(self.model, state.epoch)
+            payload = build_checkpoint(
+                model=self.model, optimizers=optimizers, state=state, rng=rng, config=config, sacred_run_id=sacred_run._id
+            )
+            store.save(payload, epoch_end=epoch_end, is_best=is_best)
+
+        trainee = Trainee(
+            self.model, self.train_loader, self.val_loader, self.hooks, optimizers, device,
+            self.options.fit, fanout, self.progress, save_checkpoint, StopRequest(),
+        )  # fmt: skip
+        return trainee, state
 
     def _run_directory(self, sacred_run: Any, point: ResumePoint | None) -> RunDirectory:
         if point is not None and point.run_dir is not None:
@@ -212,6 +232,24 @@ class TrainingJob:
     def _note_best(text_log: TextFileLogger, state: TrainState) -> None:
         if state.best_epoch is not None:
             text_log.note(f"best {state.checkpoint_metric}={state.best_value:.6g} at epoch {state.best_epoch} (checkpoints/best.pt)")
+
+
+@contextmanager
+def attributed_to(site: tuple[str, int] | None) -> Iterator[None]:
+    """Show warnings raised inside blowtorch at the user's ``run(...)`` line, not deep in sacred's call stack."""
+    if site is None:
+        yield
+        return
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # record all; the real filters apply when they are shown again
+            yield
+    finally:
+        for warning in caught:
+            ours = warning.filename.startswith(_PACKAGE_DIR)
+            filename, lineno = site if ours else (warning.filename, warning.lineno)
+            warnings.warn_explicit(warning.message, warning.category, filename, lineno)
 
 
 def _summary(run_dir: RunDirectory, state: TrainState) -> dict[str, Any]:

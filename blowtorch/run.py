@@ -225,9 +225,11 @@ class Run:
             self._bridge.run_command()
             return None
         # Decided now: once sacred captures the output, stderr is a pipe even on a terminal.
+        caller = sys._getframe(1)
         self._job = TrainingJob(
-            model, train_loader, val_loader, self._hooks, options, Progress(enabled=progress), self._resume_for(resume)
-        )
+            model, train_loader, val_loader, self._hooks, options, Progress(enabled=progress), self._resume_for(resume),
+            call_site=(caller.f_code.co_filename, caller.f_lineno),
+        )  # fmt: skip
         try:
             return self._bridge.start(self._job, Path(save_path))  # type: ignore[no-any-return]
         except Interrupted as interrupted:  # sacred has recorded INTERRUPTED and latest.pt is written
