@@ -200,3 +200,24 @@ def test_omniboard_lists_the_run_with_its_metrics_and_plots_them(tmp_path, scrip
     kept = shutil.copy(picture, ARTIFACTS / "omniboard-run-metrics.png")
     print(f"Omniboard screenshot of the run's metric plot: {kept}")
     assert picture.stat().st_size > 40_000  # a rendered plot, not a blank page
+
+
+def test_run_takes_a_uri_and_a_database_name(tmp_path, mongo_server, mongo_db_name):
+    import torch
+
+    from blowtorch import Run
+    from tests.helpers import regression_loaders
+
+    run = Run(name="api", argv=["api.py"], random_seed=1, save_git_info=False, mongo_uri=mongo_server.uri, mongo_db_name=mongo_db_name)
+
+    @run.train_step
+    @run.validate_step
+    def step(batch, model):
+        return ((model(batch[0]) - batch[1]) ** 2).mean()
+
+    run.configure_optimizers(lambda model: torch.optim.SGD(model.parameters(), lr=0.01))
+    run(torch.nn.Linear(4, 1), *regression_loaders(), max_epochs=2, use_gpu=False)
+    with mongo_server.client() as client:
+        document = run_document(client, mongo_db_name)
+        assert document["status"] == "COMPLETED" and document["experiment"]["name"] == "api"
+        assert client[mongo_db_name].metrics.count_documents({"run_id": 1}) == 3  # train.loss, val.loss, lr.main

@@ -155,7 +155,7 @@ def test_without_validation_the_checkpoint_metric_comes_from_training():
     run = new_run()
     add_regression_steps(run)
     train_loader, _ = regression_loaders()
-    summary = run(torch.nn.Linear(4, 1), train_loader, None, max_epochs=2, use_gpu=False, checkpoint_metric="mae")
+    summary = run.run(torch.nn.Linear(4, 1), train_loader, None, max_epochs=2, use_gpu=False, checkpoint_metric="mae")
     assert summary["checkpoint_metric"] == "train.mae"
     assert summary["metrics"].keys() == {"train"} and set(summary["metrics"]["train"]) == {"loss", "mae"}
 
