@@ -5,12 +5,13 @@ All contact with sacred's private API (``_create_run``, its docopt usage) is in 
 Life cycle:
 
 1. ``SacredBridge(...)`` when ``Run()`` is constructed: builds the Experiment attributed to the
-   caller's script, adds the config files, parses the command line and fixes the seed (seeding
-   python, numpy and torch right away, so a model built before any config access is reproducible).
+   caller's script and parses the command line; then ``configure(...)`` adds the config files (or
+   a resumed checkpoint's config) and fixes the seed, seeding python, numpy and torch right away,
+   so a model built before any config access is reproducible.
 2. ``resolve()`` on first config access: sacred merges files < scopes < named configs < ``with``
-   and creates the (not yet started) sacred run.
-3. ``start(main, ...)`` from ``run(...)``: attaches the default file storage and starts the run,
-   which calls ``main(sacred_run)`` as its main function.
+   and creates the (not yet started) sacred run, with its observers.
+3. ``start(main, ...)`` from ``run(...)``: attaches the default file storage, checks that every
+   MongoDB server answers, and starts the run, which calls ``main(sacred_run)`` as its main function.
 """
 
 from __future__ import annotations
@@ -122,7 +123,6 @@ class SacredBridge:
             raise ConfigError(f"the config files cannot be used as sacred config: {error}") from error
         seed_everything(self.seed)
 
-
     # ---- construction ----------------------------------------------------------------------
 
     def _handle_help_and_command(self) -> None:
@@ -179,7 +179,7 @@ class SacredBridge:
                     f"fixed to {self.seed} when Run() was constructed (the model may already be built with it). "
                     f"Set the seed with Run(random_seed=...), in a config file, or with 'with seed=N'"
                 )
-            if self.is_training:
+            if self.is_training and not sacred_run.unobserved:
                 sacred_run.observers.extend(self._database_observers())
             self.sacred_run = sacred_run
         return self.sacred_run
