@@ -44,12 +44,6 @@ def select_device(use_gpu: bool, gpu_id: int) -> torch.device:
     return torch.device("cuda", gpu_id)
 
 
-def describe_device(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return str(device)
-
-
 def move_to_device(data: Any, device: torch.device) -> Any:
     """Move every tensor inside ``data`` (nested dicts, lists, tuples, dataclasses) to ``device``.
 

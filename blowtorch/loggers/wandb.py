@@ -34,14 +34,14 @@ class WandbLogger(BaseLogger):
 
     def on_start(self, run: RunInfo) -> None:
         wandb = self._wandb
-        id_file = run.run_dir / ID_FILE
         settings: dict[str, Any] = {"name": run.name, "dir": str(run.run_dir), "config": dict(run.config)}
-        if id_file.is_file():  # this run directory logged to wandb before: continue that wandb run
-            settings.update(id=id_file.read_text().strip(), resume="allow")
+        previous_id = run_id_of(run.run_dir)
+        if previous_id is not None:  # this run directory logged to wandb before: continue that wandb run
+            settings.update(id=previous_id, resume="allow")
         settings.update(self.kwargs)
         self.run = wandb.init(**settings)
-        if not id_file.is_file():
-            id_file.write_text(self.run.id + "\n")
+        if previous_id is None:
+            (run.run_dir / ID_FILE).write_text(self.run.id + "\n")
         self.run.config.update(
             {"blowtorch": {"sacred_run_id": run.sacred_run_id, "run_dir": str(run.run_dir)}}, allow_val_change=True
         )

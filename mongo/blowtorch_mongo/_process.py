@@ -13,7 +13,9 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 
 LOOPBACK = "127.0.0.1"
 POLL_INTERVAL_S = 0.05  # between readiness probes; the probes themselves carry short timeouts
@@ -171,3 +173,29 @@ def wait_until_ready(
             terminate(proc.pid, proc=proc)
             raise TimeoutError(f"{what} was not ready after {timeout:.0f} s. Log {log_path}:\n{log_tail(log_path)}")
         time.sleep(POLL_INTERVAL_S)
+
+
+@dataclass
+class ProcessHandle:
+    """A server process started on loopback; stop it by its pid with ``stop()`` or a ``with`` block."""
+
+    host: str
+    port: int
+    pid: int
+    log_path: Path
+    pid_file: Path | None = None
+    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds; removes the pid file if it is still ours."""
+        terminate(self.pid, timeout=timeout, proc=self._proc)
+        if self.pid_file is not None and read_pid(self.pid_file) == self.pid:
+            self.pid_file.unlink(missing_ok=True)
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -12,19 +12,17 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from ._process import (
     LOOPBACK,
+    ProcessHandle,
     claim_pid_file,
     free_port,
     port_accepts_connections,
-    read_pid,
     stop_pid_file,
-    terminate,
     wait_until_ready,
 )
 
@@ -93,15 +91,8 @@ def run_page_url(omniboard_url: str, run_id: int, status: str = "COMPLETED") -> 
 
 
 @dataclass
-class OmniboardHandle:
+class OmniboardHandle(ProcessHandle):
     """A running Omniboard. ``url`` is the web UI (the sacred mount); stop it with ``stop()``."""
-
-    host: str
-    port: int
-    pid: int
-    log_path: Path
-    pid_file: Path | None = None
-    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -120,19 +111,6 @@ class OmniboardHandle:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
         with urllib.request.urlopen(f"{self.api_url}{path}{query}", timeout=10) as response:
             return json.load(response)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        terminate(self.pid, timeout=timeout, proc=self._proc)
-        if self.pid_file is not None and read_pid(self.pid_file) == self.pid:
-            self.pid_file.unlink(missing_ok=True)
-
-    def __enter__(self) -> OmniboardHandle:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def _answers(url: str) -> bool:

@@ -11,21 +11,19 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from ._process import (
     LOOPBACK,
+    ProcessHandle,
     claim_pid_file,
     free_port,
     port_accepts_connections,
-    read_pid,
     stop_pid_file,
-    terminate,
     wait_until_ready,
 )
 
@@ -66,16 +64,10 @@ def _ping(uri: str) -> bool:
 
 
 @dataclass
-class ServerHandle:
+class ServerHandle(ProcessHandle):
     """A running SecantusDB. Stop it with ``stop()`` or use it as a context manager."""
 
-    host: str
-    port: int
-    pid: int
-    storage_path: str
-    log_path: Path
-    pid_file: Path | None = None
-    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    storage_path: str = ":memory:"
 
     @property
     def uri(self) -> str:
@@ -90,18 +82,6 @@ class ServerHandle:
         """A pymongo client for this server (caller closes it)."""
         kwargs.setdefault("serverSelectionTimeoutMS", 5000)
         return MongoClient(self.uri, **kwargs)  # type: ignore[arg-type]
-
-    def stop(self, timeout: float = 10.0) -> None:
-        terminate(self.pid, timeout=timeout, proc=self._proc)
-        _remove_pid_file(self.pid_file, self.pid)
-
-    def __enter__(self) -> ServerHandle:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def start_server(
@@ -146,7 +126,7 @@ def start_server(
         proc = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-    handle = ServerHandle(host, port, proc.pid, str(storage_path), log_path, pid_file, proc)
+    handle = ServerHandle(host, port, proc.pid, log_path, pid_file, proc, storage_path=str(storage_path))
     if pid_file is not None:
         pid_file.write_text(f"{proc.pid}\n")
     try:
@@ -156,10 +136,6 @@ def start_server(
         raise
     return handle
 
-
-def _remove_pid_file(pid_file: Path | None, pid: int) -> None:
-    if pid_file is not None and read_pid(pid_file) == pid:
-        pid_file.unlink(missing_ok=True)
 
 
 def stop_server(pid_file: Path, timeout: float = 10.0) -> int | None:
