@@ -1,4 +1,5 @@
 # Two entry points for a fresh machine: `make example` and `make test`.
+# For development: `make test-fast` (unit and loop tests, seconds) and `make lint` (ruff and mypy).
 # Both create .venv with everything needed first (torch, blowtorch and its test dependencies);
 # `make test` also installs what the MongoDB/Omniboard tests drive: Debian's chromium (Omniboard
 # itself comes from npm, installed by the tests into mongo/.omniboard on first use).
@@ -10,13 +11,20 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: example test setup test-tools clean
+.PHONY: example test test-fast lint setup test-tools clean
 
 example: $(VENV)/.installed
 	$(BIN)/python examples/minimal.py
 
 test: $(VENV)/.installed test-tools
 	$(BIN)/python -m pytest
+
+test-fast: $(VENV)/.installed
+	$(BIN)/python -m pytest -m fast -n 0 -q
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 setup: $(VENV)/.installed
 

@@ -1,13 +1,14 @@
 """blowtorch: a small PyTorch training framework on a real sacred Experiment."""
 
 import blowtorch.sacred_bridge  # noqa: F401  (first: imports sacred without its pkg_resources warning)
-
+from blowtorch._version import __version__
 from blowtorch.errors import (
     BlowtorchError,
     CheckpointError,
     ConfigError,
     ConfigKeyError,
     DatabaseError,
+    LoggerStartError,
     MissingExtraError,
     MissingFileError,
     NonFiniteLossError,
@@ -15,11 +16,8 @@ from blowtorch.errors import (
     TrainingError,
     UsageError,
 )
-
-__version__ = "0.6.0"
-
-from blowtorch.loggers.base import BaseLogger, RunInfo  # noqa: E402  (after __version__: checkpoint reads it)
-from blowtorch.run import Run  # noqa: E402
+from blowtorch.loggers.base import BaseLogger, RunInfo
+from blowtorch.run import Run
 
 __all__ = [
     "BaseLogger",
@@ -28,6 +26,7 @@ __all__ = [
     "ConfigError",
     "ConfigKeyError",
     "DatabaseError",
+    "LoggerStartError",
     "MissingExtraError",
     "MissingFileError",
     "NonFiniteLossError",

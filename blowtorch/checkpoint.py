@@ -14,11 +14,11 @@ from typing import Any
 
 import torch
 
-import blowtorch
+from blowtorch._version import __version__
 from blowtorch.checkpoint_files import CheckpointStore
 from blowtorch.errors import CheckpointError, TrainingError
 from blowtorch.optim import OptimizerSet
-from blowtorch.state import TrainState
+from blowtorch.state import EpochPosition, TrainState
 
 FORMAT = "blowtorch-checkpoint"
 FORMAT_VERSION = 1
@@ -29,11 +29,12 @@ def build_checkpoint(
     model: torch.nn.Module,
     optimizers: OptimizerSet,
     state: TrainState,
+    position: EpochPosition | None,
     rng: dict[str, Any],
     config: dict[str, Any],
     sacred_run_id: Any,
 ) -> dict[str, Any]:
-    """Everything needed to continue the run from ``state`` (an epoch end, or inside an epoch)."""
+    """Everything needed to continue the run from ``state``: after its epoch, or at ``position`` inside it."""
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -43,11 +44,11 @@ def build_checkpoint(
         **optimizers.state_dict(),
         "scaler": None,  # mixed precision is not supported yet; the key keeps the format stable
         "state": state.as_dict(),
-        "position": None if state.progress is None else state.progress.as_dict(),
+        "position": None if position is None else position.as_dict(),
         "rng": rng,
         "config": config,
         "sacred_run_id": None if sacred_run_id is None else str(sacred_run_id),
-        "versions": {"blowtorch": blowtorch.__version__, "torch": str(torch.__version__)},
+        "versions": {"blowtorch": __version__, "torch": str(torch.__version__)},
     }
 
 
@@ -106,7 +107,11 @@ def _check_model_fits(saved: dict[str, torch.Tensor], model: torch.nn.Module, pa
     if missing or unexpected or mismatched:
         parts = [
             f"{label} ({len(items)}): {', '.join(items[:10])}{' ...' if len(items) > 10 else ''}"
-            for label, items in (("missing in the checkpoint", missing), ("unexpected in the checkpoint", unexpected), ("different shapes", mismatched))
+            for label, items in (
+                ("missing in the checkpoint", missing),
+                ("unexpected in the checkpoint", unexpected),
+                ("different shapes", mismatched),
+            )
             if items
         ]
         raise CheckpointError(

@@ -7,15 +7,15 @@ only reads files with clear errors and hands out the result.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, Sequence, Union
+from typing import Any, NoReturn
 
 import yaml
 
 from blowtorch.errors import ConfigError, ConfigKeyError, MissingFileError
 
-PathLike = Union[str, Path]
+PathLike = str | Path
 
 
 def load_config_file(path: PathLike) -> dict[str, Any]:
@@ -93,7 +93,7 @@ class ConfigDict(dict):  # type: ignore[type-arg]
         return _copy_lists(super().__getitem__(key))
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self[key] if key in self else default
+        return self[key] if key in self else default  # noqa: SIM401  (dict.get would skip __getitem__'s copy)
 
     def __missing__(self, key: str) -> NoReturn:
         where = f"under '{self._path}'" if self._path else "at the top level"
@@ -122,7 +122,7 @@ class ConfigDict(dict):  # type: ignore[type-arg]
             "config file, a config scope or on the command line ('with key=value'), or copy it with .to_dict()"
         )
 
-    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = __ior__ = _read_only  # type: ignore[assignment]
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = __ior__ = _read_only
 
 
 def _freeze(value: Any, path: str) -> Any:

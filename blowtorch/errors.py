@@ -10,6 +10,7 @@ catch for that kind of problem, so ``except ValueError`` keeps working::
     ├── MissingExtraError    (ImportError)   an optional integration whose package is not installed
     ├── UsageError           (TypeError)     a decorated function, or what it returned, is of the wrong kind
     ├── OptionError          (ValueError)    an argument of run(...) that cannot work (device, metric, loader, ...)
+    │   └── LoggerStartError                 a logger given with loggers=[...] failed in on_start
     ├── TrainingError        (RuntimeError)  training could not go on
     │   └── NonFiniteLossError               the loss became NaN or infinite
     ├── CheckpointError      (RuntimeError)  a checkpoint that cannot be written, read or applied
@@ -51,6 +52,10 @@ class UsageError(BlowtorchError, TypeError):
 
 class OptionError(BlowtorchError, ValueError):
     """An argument of ``run(...)`` that cannot work: a device, a metric name, an empty loader, ..."""
+
+
+class LoggerStartError(OptionError):
+    """A logger raised in ``on_start``; the run stops before training."""
 
 
 class TrainingError(BlowtorchError, RuntimeError):

@@ -8,10 +8,14 @@ of the decorator instead of in the middle of a training run.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, TypeVar
 
 from blowtorch.errors import UsageError
+from blowtorch.metrics import check_metric_name
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 STEP_PARAMS = ("batch", "model", "epoch", "step", "batch_index", "device", "is_validate")
 PASS_END_PARAMS = ("metrics", "model", "epoch", "step", "device", "is_validate")
@@ -47,7 +51,7 @@ class HookRegistry:
     def __init__(self) -> None:
         self._hooks: dict[str, Hook] = {}
 
-    def register(self, kind: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    def register(self, kind: str, function: F) -> F:
         """Check ``function``'s signature for ``kind`` and store it; returns it unchanged."""
         allowed = HOOK_PARAMS[kind]
         if not callable(function):
@@ -69,6 +73,21 @@ class HookRegistry:
 
     def __contains__(self, kind: str) -> bool:
         return kind in self._hooks
+
+    def derived_metrics(self, kind: str, means: Mapping[str, float], arguments: Mapping[str, Any]) -> dict[str, float]:
+        """The epoch's ``means`` of a phase plus what an ``after_train`` / ``after_validate`` hook adds."""
+        hook = self._hooks.get(kind)
+        if hook is None:
+            return dict(means)
+        metrics = dict(means)
+        extra = hook({**arguments, "metrics": metrics})
+        if isinstance(extra, Mapping):
+            for name in extra:
+                check_metric_name(name, kind)
+            metrics.update(extra)
+        elif extra is not None:
+            raise UsageError(f"{kind} returned {type(extra).__name__}; return None or a dict of extra metrics")
+        return {name: _as_float(value, name, kind) for name, value in metrics.items()}
 
     def functions(self) -> list[Callable[..., Any]]:
         """Every registered function once, in registration order (one may serve two hooks)."""
@@ -99,6 +118,13 @@ def _wanted_names(kind: str, function: Callable[..., Any], allowed: tuple[str, .
             )
         wanted.append(parameter.name)
     return tuple(wanted)
+
+
+def _as_float(value: Any, name: str, kind: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise UsageError(f"{kind} set metric '{name}' to {value!r:.60}; metrics must be numbers") from None
 
 
 def _describe(function: Callable[..., Any]) -> str:

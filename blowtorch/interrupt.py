@@ -40,7 +40,7 @@ class StopRequest:
     def requested(self) -> bool:
         return self.signal_number is not None
 
-    def __enter__(self) -> "StopRequest":
+    def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
             for number in _SIGNALS:
                 self._previous[number] = signal.signal(number, self._handle)

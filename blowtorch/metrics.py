@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import numbers
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
 
 from blowtorch.errors import NonFiniteLossError, OptionError, UsageError
 
-StepValue = Union[torch.Tensor, float]
+StepValue = torch.Tensor | float
 
 _CHUNK = 512  # step values stacked per device kernel; bounds the number of live tiny tensors
 
@@ -28,6 +28,7 @@ def normalize_step_output(output: Any, hook_name: str) -> dict[str, StepValue]:
     A bare tensor or number means ``{"loss": value}``; a tensor with more than one element is
     reduced with ``.mean()``. Tensors keep their graph: the loop back-propagates one of them.
     """
+    items: Iterable[tuple[Any, Any]]
     if isinstance(output, Mapping):
         items = output.items()
     elif isinstance(output, (torch.Tensor, numbers.Number)) and not isinstance(output, bool):
@@ -66,9 +67,8 @@ def _scalar(value: Any, name: str, hook_name: str) -> StepValue:
             raise UsageError(f"{hook_name} returned a complex tensor for '{name}'; metrics must be real numbers")
         if not value.is_floating_point():
             value = value.float()
-        if value.dim() == 0:
-            return value
-        return value.mean() if value.numel() > 1 else value.reshape(())
+        scalar: torch.Tensor = value if value.dim() == 0 else value.mean() if value.numel() > 1 else value.reshape(())
+        return scalar
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return float(value)
     raise UsageError(
@@ -166,7 +166,7 @@ class PassAccumulator:
         for device, chunks in self._chunks.items():
             if chunks:
                 values = torch.cat(chunks).detach().to("cpu", torch.float64).numpy()
-                rows, columns = zip(*self._chunk_slots[device])
+                rows, columns = zip(*self._chunk_slots[device], strict=True)
                 table[list(rows), list(columns)] = values
         for row, column, number in self._numbers:
             table[row, column] = number
@@ -186,7 +186,7 @@ class PassAccumulator:
             if bad.size:
                 first_non_finite[name] = int(bad[0])
         return PassResult(
-            means={name: float(mean) for name, mean in zip(names, means)},
+            means={name: float(mean) for name, mean in zip(names, means, strict=True)},
             samples=int(total),
             steps=len(self._weights),
             first_non_finite=first_non_finite,

@@ -1,4 +1,4 @@
-"""What ``configure_optimizers`` returns, and the one place where the optimizer step happens.
+"""What ``configure_optimizers`` returns; backward and the optimizer step, in one place each.
 
 Accepted return values::
 
@@ -14,9 +14,9 @@ default the checkpoint metric.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.optim import Optimizer
@@ -50,15 +50,25 @@ class OptimizerSet:
         self._step_schedules = [s for s in schedules.values() if s.interval == "step"]
         self._epoch_schedules = [s for s in schedules.values() if s.interval == "epoch"]
 
-    def step(self, loss: torch.Tensor) -> None:
-        """One optimization step: clear gradients, back-propagate ``loss`` once, step every optimizer."""
-        for optimizer in self.optimizers.values():
-            optimizer.zero_grad(set_to_none=True)
+    # The seam between the two halves of an update, as in Fabric and minGPT: precision (loss
+    # scaling), gradient accumulation and clipping each go into one of these methods.
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Back-propagate ``loss`` once, into the gradients of every optimizer's parameters."""
         loss.backward()
+
+    def step(self) -> None:
+        """Step every optimizer with the gradients so far, clear them, then step per-step schedulers."""
         for optimizer in self.optimizers.values():
             optimizer.step()
+        for optimizer in self.optimizers.values():  # after all steps: optimizers may share parameters
+            optimizer.zero_grad(set_to_none=True)
         for schedule in self._step_schedules:
             schedule.scheduler.step()
+
+    def zero_grad(self) -> None:
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
 
     def step_epoch_schedulers(
         self, metrics: Mapping[str, float], default_monitor: str, qualify: Callable[[str], str]
@@ -69,11 +79,11 @@ class OptimizerSet:
         with its ``monitor`` (made qualified by ``qualify``), by default ``default_monitor``.
         """
         for schedule in self._epoch_schedules:
-            if schedule.needs_metric:
-                monitor = qualify(schedule.monitor) if schedule.monitor else default_monitor
-                schedule.scheduler.step(metrics[monitor])
+            scheduler = schedule.scheduler
+            if isinstance(scheduler, ReduceLROnPlateau):
+                scheduler.step(metrics[qualify(schedule.monitor) if schedule.monitor else default_monitor])
             else:
-                schedule.scheduler.step()
+                scheduler.step()
 
     def learning_rates(self) -> dict[str, float]:
         """The current learning rate of every parameter group: ``main``, or ``main/0``, ``main/1``, ..."""

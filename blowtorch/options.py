@@ -1,22 +1,29 @@
-"""The options of ``run(...)``: their defaults, and the checks that make a bad one fail early and clearly."""
+"""The options of ``run(...)``, declared once: their names, types, defaults and checks.
+
+``Run.__call__`` spells the same names and defaults in its signature (so that editors and type
+checkers show them) and hands them over with :meth:`RunOptions.from_arguments`; a test fails
+when the signature, this class and the README's run options table disagree. The set-up, the job
+and the loop all read this one object.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from blowtorch.errors import OptionError
 from blowtorch.loggers.base import BaseLogger
-from blowtorch.loop import FitOptions
 
 
 @dataclass(frozen=True)
 class RunOptions:
-    """The options of ``run(...)``, as the user passed them."""
+    """The options of ``run(...)`` after ``model``, ``train_loader`` and ``val_loader``."""
 
-    loggers: Sequence[BaseLogger] = ()
+    loggers: Sequence[BaseLogger] | None = None
     max_epochs: int = 1
     use_gpu: bool = True
     gpu_id: int = 0
@@ -32,7 +39,12 @@ class RunOptions:
     keep_last_epochs: int = 0
     log_every_n_steps: int | None = None
     upload_checkpoints: str | Sequence[str] | None = None
-    fit: FitOptions = field(init=False)
+    progress: bool = True
+
+    @classmethod
+    def from_arguments(cls, arguments: Mapping[str, Any]) -> RunOptions:
+        """The options among ``arguments``, e.g. the ``locals()`` of ``run(...)``."""
+        return cls(**{f.name: arguments[f.name] for f in dataclasses.fields(cls) if f.name in arguments})
 
     def check(self, resuming: bool) -> None:
         """Raise :class:`OptionError` for an option that cannot work; warn about a surprising one."""
@@ -58,22 +70,6 @@ class RunOptions:
         if unknown:
             raise OptionError(f"upload_checkpoints takes 'best', 'latest' or both in a list, got {self.upload_checkpoints!r}")
         return chosen
-
-    def __post_init__(self) -> None:
-        object.__setattr__(
-            self,
-            "fit",
-            FitOptions(
-                max_epochs=self.max_epochs,
-                optimize_first=self.optimize_first,
-                optimize_metric=self.optimize_metric,
-                checkpoint_metric=self.checkpoint_metric,
-                smaller_is_better=self.smaller_is_better,
-                detect_anomalies=self.detect_anomalies,
-                checkpoint_every_n_steps=self.checkpoint_every_n_steps,
-                log_every_n_steps=self.log_every_n_steps,
-            ),
-        )
 
 
 def _check_int(name: str, value: Any, minimum: int, meaning: str) -> None:

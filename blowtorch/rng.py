@@ -7,10 +7,13 @@ States are stored as tensors and plain Python values only, so a checkpoint holdi
 from __future__ import annotations
 
 import random
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
+
+from blowtorch.errors import CheckpointError
 
 
 def seed_everything(seed: int) -> None:
@@ -23,7 +26,7 @@ def seed_everything(seed: int) -> None:
 def capture_rng_state(generators: Mapping[str, torch.Generator] | None = None) -> dict[str, Any]:
     """The state of every global random number generator, plus ``generators`` (e.g. a DataLoader's own)."""
     version, internal, gauss = random.getstate()
-    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state(legacy=True)  # type: ignore[misc]
+    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
     state: dict[str, Any] = {
         "python": [version, list(internal), gauss],
         "numpy": {
@@ -61,15 +64,15 @@ def restore_rng_state(state: dict[str, Any], generators: Mapping[str, torch.Gene
     cuda_states = state["cuda"]
     if cuda_states and torch.cuda.is_available():
         if len(cuda_states) != torch.cuda.device_count():
-            raise ValueError(
-                f"the checkpoint holds RNG states for {len(cuda_states)} CUDA devices, "
-                f"this machine has {torch.cuda.device_count()}"
+            raise CheckpointError(
+                f"the checkpoint holds random states for {len(cuda_states)} CUDA devices, this machine has "
+                f"{torch.cuda.device_count()}; resume on a machine with as many visible devices (CUDA_VISIBLE_DEVICES)"
             )
         torch.cuda.set_rng_state_all(cuda_states)
     saved = state.get("generators", {})
     current = dict(generators or {})
     if set(saved) != set(current):
-        raise ValueError(
+        raise CheckpointError(
             f"the checkpoint holds the states of the generators {sorted(saved)}, the data loaders now have "
             f"{sorted(current)}; give the loaders the same generator= arguments as the run that wrote it"
         )

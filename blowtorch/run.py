@@ -1,14 +1,16 @@
 """``Run``: the object a training script talks to. Config access, decorators, and ``run(...)``.
 
-No training logic lives here: sacred matters go to ``sacred_bridge``, the run itself to ``job``
-and the loop to ``loop``.
+No training logic lives here: sacred matters go to ``sacred_bridge``, the options to ``options``,
+the run's life cycle to ``job``, what happens before the first step to ``setup``, and the loop to
+``loop``.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from sacred import Experiment
 from sacred.observers import RunObserver
@@ -19,10 +21,11 @@ from blowtorch.hooks import HookRegistry
 from blowtorch.interrupt import Interrupted
 from blowtorch.job import ResumeRequest, TrainingJob
 from blowtorch.loggers.base import BaseLogger
+from blowtorch.loggers.progress import Progress
 from blowtorch.options import RunOptions
-from blowtorch.progress import Progress
 from blowtorch.resume import find_resume_point
 from blowtorch.sacred_bridge.experiment import SacredBridge
+from blowtorch.setup import TrainingInputs
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -141,31 +144,31 @@ class Run:
     def train_step(self, function: F) -> F:
         """Decorator: the training step. Parameters by name from ``batch, model, epoch, step,
         batch_index, device, is_validate``; returns the loss or a dict of metrics."""
-        return self._hooks.register("train_step", function)  # type: ignore[return-value]
+        return self._hooks.register("train_step", function)
 
     def validate_step(self, function: F) -> F:
         """Decorator: the validation step; same parameters and return values as ``train_step``."""
-        return self._hooks.register("validate_step", function)  # type: ignore[return-value]
+        return self._hooks.register("validate_step", function)
 
     def configure_optimizers(self, function: F) -> F:
         """Decorator: ``(model, device)`` -> optimizer(s), optionally with LR schedulers."""
-        return self._hooks.register("configure_optimizers", function)  # type: ignore[return-value]
+        return self._hooks.register("configure_optimizers", function)
 
     def after_train(self, function: F) -> F:
         """Decorator: called with the epoch's training ``metrics``; may return extra metrics."""
-        return self._hooks.register("after_train", function)  # type: ignore[return-value]
+        return self._hooks.register("after_train", function)
 
     def after_validate(self, function: F) -> F:
         """Decorator: called with the epoch's validation ``metrics``; may return extra metrics."""
-        return self._hooks.register("after_validate", function)  # type: ignore[return-value]
+        return self._hooks.register("after_validate", function)
 
     def before_epoch(self, function: F) -> F:
         """Decorator: called at the start of every epoch with ``model, epoch, step, device``."""
-        return self._hooks.register("before_epoch", function)  # type: ignore[return-value]
+        return self._hooks.register("before_epoch", function)
 
     def after_epoch(self, function: F) -> F:
         """Decorator: called at the end of every epoch, after checkpointing."""
-        return self._hooks.register("after_epoch", function)  # type: ignore[return-value]
+        return self._hooks.register("after_epoch", function)
 
     # ---- training --------------------------------------------------------------------------
 
@@ -202,34 +205,21 @@ class Run:
         On SIGINT/SIGTERM the current step finishes, ``latest.pt`` is written, sacred records
         INTERRUPTED and the process exits with 130/143 (``SystemExit``); a second Ctrl-C aborts at once.
         """
-        options = RunOptions(
-            loggers=list(loggers or ()),
-            max_epochs=max_epochs,
-            use_gpu=use_gpu,
-            gpu_id=gpu_id,
-            resume=resume,
-            save_path=save_path,
-            run_name=run_name,
-            optimize_metric=optimize_metric,
-            checkpoint_metric=checkpoint_metric,
-            smaller_is_better=smaller_is_better,
-            optimize_first=optimize_first,
-            detect_anomalies=detect_anomalies,
-            checkpoint_every_n_steps=checkpoint_every_n_steps,
-            keep_last_epochs=keep_last_epochs,
-            log_every_n_steps=log_every_n_steps,
-            upload_checkpoints=upload_checkpoints,
-        )
+        options = RunOptions.from_arguments(locals())
         self.get_config()
         if not self._bridge.is_training:
             self._bridge.run_command()
             return None
-        # Decided now: once sacred captures the output, stderr is a pipe even on a terminal.
         caller = sys._getframe(1)
-        self._job = TrainingJob(
-            model, train_loader, val_loader, self._hooks, options, Progress(enabled=progress), self._resume_for(resume),
-            call_site=(caller.f_code.co_filename, caller.f_lineno),
-        )  # fmt: skip
+        inputs = TrainingInputs(
+            model=model,
+            train_loader=train_loader,
+            val_loader=val_loader,
+            hooks=self._hooks,
+            options=options,
+            progress=Progress(enabled=progress),  # now: once sacred captures stderr, it is a pipe even on a terminal
+        )
+        self._job = TrainingJob(inputs, self._resume_for(resume), call_site=(caller.f_code.co_filename, caller.f_lineno))
         try:
             return self._bridge.start(self._job, Path(save_path))  # type: ignore[no-any-return]
         except Interrupted as interrupted:  # sacred has recorded INTERRUPTED and latest.pt is written

@@ -45,7 +45,7 @@ class RunDirectory:
         return self.path / "log.txt"
 
     @classmethod
-    def create(cls, save_path: Path, name: str, run_id: Any, now: dt.datetime | None = None) -> "RunDirectory":
+    def create(cls, save_path: Path, name: str, run_id: Any, now: dt.datetime | None = None) -> RunDirectory:
         """Create a new, unique run directory; two runs never share one, even in the same second."""
         check_run_name(name)
         save_path.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 
 @dataclass
-class EpochProgress:
+class EpochPosition:
     """Where a run stands inside an epoch, for a checkpoint written before the epoch ended.
 
     ``partial`` holds the training step values so far (so the epoch's means come out the same);
@@ -31,7 +31,7 @@ class EpochProgress:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EpochProgress":
+    def from_dict(cls, data: dict[str, Any]) -> EpochPosition:
         return cls(**data)
 
 
@@ -50,7 +50,6 @@ class TrainState:
     best_value: float | None = None
     best_epoch: int | None = None
     last_metrics: dict[str, float] = field(default_factory=dict)  # qualified names -> last epoch's values
-    progress: EpochProgress | None = None  # set only while a checkpoint inside an epoch is written or resumed
 
     def is_improvement(self, value: float, smaller_is_better: bool) -> bool:
         """Whether ``value`` of the checkpoint metric beats the best so far (NaN never does)."""
@@ -72,12 +71,9 @@ class TrainState:
         }
 
     @classmethod
-    def resumed_from(cls, checkpoint: dict[str, Any]) -> "TrainState":
-        """The state to continue with: after the checkpoint's epoch, or inside it."""
-        saved = checkpoint["state"]
-        state = cls(**saved)
-        if checkpoint.get("position") is not None:
-            state.progress = EpochProgress.from_dict(checkpoint["position"])
-        else:
+    def resumed_from(cls, checkpoint: dict[str, Any]) -> TrainState:
+        """The state to continue with: the next epoch, or the checkpoint's own epoch if it stopped inside it."""
+        state = cls(**checkpoint["state"])
+        if checkpoint.get("position") is None:
             state.epoch += 1
         return state

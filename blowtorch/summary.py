@@ -6,7 +6,8 @@ import inspect
 import os
 import sys
 import sysconfig
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 

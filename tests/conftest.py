@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sacred import SETTINGS
 
@@ -9,6 +11,14 @@ SETTINGS.CAPTURE_MODE = "sys"
 
 # MongoDB server, Omniboard and headless Chromium fixtures (real processes on 127.0.0.1).
 pytest_plugins = ["tests.integration.mongo_servers"]
+
+
+def pytest_collection_modifyitems(items):
+    """Everything under tests/unit is `fast`: no subprocess, no server, no sacred run (make test-fast)."""
+    unit = Path(__file__).parent / "unit"
+    for item in items:
+        if unit in Path(item.path).parents:
+            item.add_marker(pytest.mark.fast)
 
 
 @pytest.fixture(autouse=True)

@@ -32,7 +32,9 @@ def linear_model(features: int = 4) -> torch.nn.Module:
     return torch.nn.Linear(features, 1)
 
 
-def run_python(script: Path | str, *args: str, cwd: Path, timeout: float = 180, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_python(
+    script: Path | str, *args: str, cwd: Path, timeout: float = 180, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run a script as a user would, with the interpreter running the tests."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(

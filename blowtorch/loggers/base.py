@@ -1,15 +1,17 @@
 """The logger interface: a class whose methods all do nothing until a subclass overrides them.
 
-Like sacred's ``RunObserver``, a logger only *receives* events; it never changes training. The
-loop calls, in order: ``on_start`` once, then per epoch ``log_metrics`` for each phase and
-``on_epoch_end``, and finally ``on_finish`` exactly once, also after a failure.
+Like sacred's ``RunObserver``, a logger only *receives* events; it never changes training. Every
+logger is called through the fan-out (:mod:`blowtorch.loggers.fanout`), in order: ``on_start``
+once when the set-up is done, then per epoch ``log_metrics`` for each phase (from the loop) and
+``on_epoch_end``, and finally ``on_finish`` exactly once (from the job), also after a failure.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 

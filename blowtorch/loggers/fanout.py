@@ -8,14 +8,11 @@ must never cost a training run; every logger's ``on_finish`` is called, even aft
 from __future__ import annotations
 
 import warnings
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from blowtorch.errors import OptionError
-from blowtorch.loggers.base import FAILED, BaseLogger, RunInfo
-
-
-class LoggerStartError(OptionError):
-    """A logger raised in ``on_start``."""
+from blowtorch.errors import LoggerStartError, OptionError
+from blowtorch.loggers.base import BaseLogger, RunInfo
 
 
 class LoggerFanout:
@@ -32,12 +29,18 @@ class LoggerFanout:
         self._disabled: set[int] = set()
         self._started: list[BaseLogger] = []
 
+    @property
+    def started(self) -> bool:
+        """Whether any logger has started (and so must be finished)."""
+        return bool(self._started)
+
     def on_start(self, run: RunInfo) -> None:
+        """Start every logger; one that fails raises :class:`LoggerStartError`. The caller calls
+        :meth:`on_finish` in any case, after recording why the run ends."""
         for logger in self.loggers:
             try:
                 logger.on_start(run)
             except Exception as error:
-                self.on_finish(FAILED)
                 raise LoggerStartError(
                     f"logger {_name(logger)} failed to start: {type(error).__name__}: {error}. "
                     f"Fix its set-up or remove it from loggers=[...]"

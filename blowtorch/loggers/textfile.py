@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Mapping
+from collections.abc import Mapping
 
 from blowtorch.loggers.base import BaseLogger, RunInfo, is_step_phase
 from blowtorch.rundir import RunDirectory

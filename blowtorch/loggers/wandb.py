@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from blowtorch.errors import MissingExtraError
 from blowtorch.loggers.base import FAILED, INTERRUPTED, BaseLogger, RunInfo, is_step_phase

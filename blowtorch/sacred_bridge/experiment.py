@@ -11,7 +11,8 @@ Life cycle:
 2. ``resolve()`` on first config access: sacred merges files < scopes < named configs < ``with``
    and creates the (not yet started) sacred run, with its observers.
 3. ``start(main, ...)`` from ``run(...)``: attaches the default file storage, checks that every
-   MongoDB server answers, and starts the run, which calls ``main(sacred_run)`` as its main function.
+   MongoDB server answers, and starts the run, which calls ``main(record)`` as its main function
+   with the run's :class:`~blowtorch.sacred_bridge.record.SacredRecord`: the job never sees sacred.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import os
 import random
 import sys
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from docopt import docopt
 from sacred import Experiment
@@ -32,15 +34,15 @@ from sacred.observers import RunObserver
 from sacred.randomness import get_seed
 from sacred.utils import SacredError, apply_backspaces_and_linefeeds, format_sacred_error
 
-import blowtorch
 from blowtorch.config import merge_configs
-from blowtorch.errors import ConfigError, DatabaseError, UsageError
+from blowtorch.errors import ConfigError, UsageError
 from blowtorch.rng import seed_everything
-from blowtorch.sacred_bridge.mongo import check_connections, observer_for_sacred_arg, observer_for_uri
-from blowtorch.sacred_bridge.observers import DefaultFileStorageObserver
+from blowtorch.sacred_bridge.mongo import check_connections
+from blowtorch.sacred_bridge.observers import DefaultFileStorageObserver, database_observers
+from blowtorch.sacred_bridge.record import RunRecord, SacredRecord
 
 MAIN_COMMAND = "train"
-_BLOWTORCH_DIR = os.path.dirname(os.path.realpath(blowtorch.__file__))
+_BLOWTORCH_DIR = str(Path(__file__).resolve().parent.parent)
 
 
 class SacredBridge:
@@ -78,9 +80,10 @@ class SacredBridge:
             additional_cli_options=[resume_option, mongo_uri_option],
         )
         self.experiment.doc = caller_globals.get("__doc__")
-        self.experiment.captured_out_filter = apply_backspaces_and_linefeeds  # progress bars collapse
+        # progress bars collapse to their last state; sacred annotates the attribute as None
+        self.experiment.captured_out_filter = apply_backspaces_and_linefeeds  # type: ignore[assignment]
         self._gather_sources()
-        self._main: Callable[[Any], Any] | None = None
+        self._main: Callable[[RunRecord], Any] | None = None
         self.experiment.main(_named_main(self._call_main))
         for observer in observers:
             if not isinstance(observer, RunObserver):
@@ -180,25 +183,12 @@ class SacredBridge:
                     f"Set the seed with Run(random_seed=...), in a config file, or with 'with seed=N'"
                 )
             if self.is_training and not sacred_run.unobserved:
-                sacred_run.observers.extend(self._database_observers())
+                uri, db_name, timeout = self._mongo
+                sacred_run.observers.extend(
+                    database_observers(self.args.get("--mongo_db"), (uri, self.args.get("--mongo_uri")), db_name, timeout)
+                )
             self.sacred_run = sacred_run
         return self.sacred_run
-
-    def _database_observers(self) -> list[Any]:
-        uri, db_name, timeout = self._mongo
-        observers = []
-        if self.args.get("--mongo_db"):
-            try:
-                observers.append(observer_for_sacred_arg(self.args["--mongo_db"], timeout))
-            except (ValueError, AttributeError) as error:  # sacred's parser fails with AttributeError on a URI
-                raise DatabaseError(
-                    f"-m {self.args['--mongo_db']!r} is not of the form [host:port:]db[.collection]; "
-                    f"for a full mongodb:// URI use --mongo_uri"
-                ) from error
-        for each in (uri, self.args.get("--mongo_uri")):
-            if each:
-                observers.append(observer_for_uri(each, db_name, timeout))
-        return observers
 
     @property
     def config(self) -> dict[str, Any]:
@@ -206,8 +196,8 @@ class SacredBridge:
 
     # ---- running ---------------------------------------------------------------------------
 
-    def start(self, main: Callable[[Any], Any], save_path: Path) -> Any:
-        """Start the sacred run; it calls ``main(sacred_run)`` and records COMPLETED/FAILED/INTERRUPTED."""
+    def start(self, main: Callable[[RunRecord], Any], save_path: Path) -> Any:
+        """Start the sacred run; it calls ``main(record)`` and records COMPLETED/FAILED/INTERRUPTED."""
         sacred_run = self.resolve()
         if sacred_run.start_time is not None:
             raise UsageError("this Run has already trained once; a Run object starts one sacred run, create a new one")
@@ -231,7 +221,7 @@ class SacredBridge:
 
     def _call_main(self, _run: Any) -> Any:
         assert self._main is not None
-        return self._main(_run)
+        return self._main(SacredRecord(_run))
 
     def _gather_sources(self) -> None:
         try:

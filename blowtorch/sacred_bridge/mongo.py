@@ -10,12 +10,13 @@ filed off; blowtorch builds it for ``-m host:port:db`` as well as for a full URI
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sacred.observers import MongoObserver
 
-from blowtorch.errors import DatabaseError
+from blowtorch.errors import DatabaseError, MissingExtraError
 
 DEFAULT_DB_NAME = "sacred"
 
@@ -64,6 +65,7 @@ class DatabaseObserver(MongoObserver):
 
 def observer_for_uri(uri: str, db_name: str | None, timeout: float) -> DatabaseObserver:
     """An observer for a full MongoDB URI (auth, TLS, ``retryWrites=false``, ...)."""
+    _require_pymongo()
     from pymongo.uri_parser import parse_uri
 
     try:
@@ -78,12 +80,23 @@ def observer_for_uri(uri: str, db_name: str | None, timeout: float) -> DatabaseO
 
 def observer_for_sacred_arg(spec: str, timeout: float) -> DatabaseObserver:
     """What sacred's ``-m [host:port:]db[.collection[:id]][!priority]`` asks for, as a :class:`DatabaseObserver`."""
+    _require_pymongo()
     from sacred.observers.mongo import parse_mongo_db_arg
 
     kwargs = parse_mongo_db_arg(spec)
     url = kwargs.pop("url", "localhost:27017")
     db_name = kwargs.pop("db_name", DEFAULT_DB_NAME)
     return DatabaseObserver(url, db_name, timeout, **kwargs)
+
+
+def _require_pymongo() -> None:
+    try:
+        import pymongo  # noqa: F401
+    except ImportError as error:
+        raise MissingExtraError(
+            f"recording runs in MongoDB needs the pymongo package ({error}); install it with "
+            f"pip install 'blowtorch[mongo]'"
+        ) from error
 
 
 def check_connections(observers: list[Any], timeout: float) -> None:

@@ -1,10 +1,14 @@
-"""The file storage observer every run gets by default."""
+"""The observers blowtorch attaches itself: the default file storage, and MongoDB for ``-m`` and URIs."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from sacred.observers import FileStorageObserver
+
+from blowtorch.errors import DatabaseError
+from blowtorch.sacred_bridge.mongo import DatabaseObserver, observer_for_sacred_arg, observer_for_uri
 
 SACRED_DIR = "sacred"
 
@@ -28,3 +32,23 @@ class DefaultFileStorageObserver(FileStorageObserver):
             except FileExistsError:
                 pass
         return super()._make_run_dir(None)
+
+
+def database_observers(sacred_spec: str | None, uris: Sequence[str | None], db_name: str | None, timeout: float) -> list[DatabaseObserver]:
+    """MongoDB observers for sacred's ``-m host:port:db`` and for full URIs (``--mongo_uri``, ``Run(mongo_uri=)``).
+
+    blowtorch builds the observer of ``-m`` itself rather than letting sacred do it: the same
+    documents, with short timeouts and a connection check before training.
+    """
+    observers = []
+    if sacred_spec:
+        try:
+            observers.append(observer_for_sacred_arg(sacred_spec, timeout))
+        except (ValueError, AttributeError) as error:  # sacred's parser fails with AttributeError on a URI
+            raise DatabaseError(
+                f"-m {sacred_spec!r} is not of the form [host:port:]db[.collection]; for a full mongodb:// URI "
+                f"use --mongo_uri"
+            ) from error
+    observers.extend(observer_for_uri(uri, db_name, timeout) for uri in uris if uri)
+    return observers
+

@@ -15,6 +15,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR
 from torch.utils.data import DataLoader, TensorDataset
 
 from blowtorch import Run
+
 from model import MLP
 
 run = Run(config_files=[Path(__file__).parent / "config" / "default.yaml"], random_seed=123)

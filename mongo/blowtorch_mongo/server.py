@@ -45,8 +45,9 @@ def find_secantusd() -> str:
 
 
 def mongo_uri(host: str, port: int) -> str:
-    # retryWrites=false: SecantusDB slows down after ~10,000 retryable writes in 30 minutes
-    # (see /work/shared/reference/mongo.md); sacred never needs retryable writes.
+    # retryWrites=false: SecantusDB 0.7.0b3 slows every write down once it has seen about 10,000
+    # retryable writes in 30 minutes (its retryable-write table is sorted on each write); sacred
+    # never needs retryable writes.
     return f"mongodb://{host}:{port}/?retryWrites=false"
 
 

@@ -25,7 +25,8 @@ def test_minimal_example_trains_and_records_the_run(tmp_path):
     assert run_json["experiment"]["name"] == "minimal"
     assert [source for source, _ in run_json["experiment"]["sources"]] == ["minimal.py"]
     # shown at the script's run(...) line, not inside blowtorch or sacred
-    assert re.search(r"minimal\.py:\d+: RuntimeWarning: use_gpu=True but CUDA is not available on this machine; training on the CPU", result.stderr)
+    warning = r"minimal\.py:\d+: RuntimeWarning: use_gpu=True but CUDA is not available on this machine; training on the CPU"
+    assert re.search(warning, result.stderr)
     assert sorted(read_json(tmp_path / "train_logs" / "sacred" / "1" / "metrics.json")) == ["lr.main", "train.loss", "val.loss"]
 
 

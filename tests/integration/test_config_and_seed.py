@@ -127,7 +127,9 @@ def test_a_named_config_that_changes_the_seed_is_an_error():
         run["seed"]
 
 
-@pytest.mark.parametrize("argv_tail, message", [(["with", "seed=abc"], "must be an int, got 'abc'"), (["with", "seed=-1"], "between 0 and 2**32 - 1")])
+@pytest.mark.parametrize(
+    "argv_tail, message", [(["with", "seed=abc"], "must be an int, got 'abc'"), (["with", "seed=-1"], "between 0 and 2**32 - 1")]
+)
 def test_bad_seeds(argv_tail, message):
     with pytest.raises(ConfigError) as caught:
         make_run(argv_tail)

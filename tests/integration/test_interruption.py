@@ -171,8 +171,8 @@ def test_sigkill_during_checkpoint_writes_never_leaves_an_unreadable_checkpoint(
         workdir.mkdir()
         process = start(script, "with", "width=400000", "every=1", "keep=2", "max_epochs=50", cwd=workdir)
         checkpoints = workdir / "train_logs"
-        wait_for(lambda: any(checkpoints.glob("*/checkpoints/best.pt")), what="the first checkpoints")
-        wait_for(lambda: any(checkpoints.glob("*/checkpoints/.*.tmp")), what="a checkpoint being written")
+        wait_for(lambda c=checkpoints: any(c.glob("*/checkpoints/best.pt")), what="the first checkpoints")
+        wait_for(lambda c=checkpoints: any(c.glob("*/checkpoints/.*.tmp")), what="a checkpoint being written")
         time.sleep(random.uniform(0, 0.05))
         process.kill()
         process.communicate(timeout=30)
@@ -237,6 +237,7 @@ def test_a_disk_that_fills_up_during_a_write_keeps_the_previous_checkpoint(tmp_p
     )
     command = f"mount -t tmpfs -o size=1500k tmpfs {disk} && cd {disk} && {sys.executable} {program}"
     result = subprocess.run(["unshare", "--mount", "sh", "-c", command], capture_output=True, text=True, timeout=120)
-    assert re.search(r"error: not enough disk space to write checkpoints/latest.pt: it needs about 1\.\d MiB", result.stdout), result.stdout + result.stderr
+    expected = r"error: not enough disk space to write checkpoints/latest.pt: it needs about 1\.\d MiB"
+    assert re.search(expected, result.stdout), result.stdout + result.stderr
     assert "files: ['best.pt', 'latest.pt', 'manifest.json']" in result.stdout  # the temp file is gone
     assert "latest epoch: 0" in result.stdout

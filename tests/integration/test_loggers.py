@@ -44,7 +44,9 @@ def test_tensorboard_scalars_steps_and_config(tmp_path):
     run(nn.Linear(4, 1), *regression_loaders(), max_epochs=3, use_gpu=False, loggers=[TensorBoardLogger()], log_every_n_steps=3)
     scalars = tensorboard_scalars(run.run_dir / "tensorboard")
     sacred = sacred_metrics(tmp_path)
-    assert set(scalars) == {"train/loss", "train/mae", "val/loss", "val/mae", "lr/main", "train_step/loss", "train_step/mae", "lr_step/main"}
+    assert set(scalars) == {
+        "train/loss", "train/mae", "val/loss", "val/mae", "lr/main", "train_step/loss", "train_step/mae", "lr_step/main"
+    }  # fmt: skip
     for tag, values in scalars.items():
         series = sacred[tag.replace("/", ".")]
         assert [step for step, _ in values] == series["steps"]
@@ -59,7 +61,8 @@ def test_tensorboard_scalars_steps_and_config(tmp_path):
     events.Reload()
     config_text = events.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
     assert "seed: 2" in config_text
-    assert set(events.PluginTagToContent("hparams")) == {"_hparams_/experiment", "_hparams_/session_start_info", "_hparams_/session_end_info"}
+    hparams = {"_hparams_/experiment", "_hparams_/session_start_info", "_hparams_/session_end_info"}
+    assert set(events.PluginTagToContent("hparams")) == hparams
 
 
 def test_tensorboard_log_dir_and_resume_continue_the_same_series(tmp_path):
@@ -103,7 +106,9 @@ def test_wandb_offline_run_holds_config_metrics_and_resumes_with_the_same_id(tmp
     assert [row["val/loss"] for row in first_rows if "val/loss" in row] == sacred["val.loss"]["values"]
 
 
-@pytest.mark.parametrize("logger_class, package, extra", [(TensorBoardLogger, "tensorboard", "tensorboard"), (WandbLogger, "wandb", "wandb")])
+@pytest.mark.parametrize(
+    "logger_class, package, extra", [(TensorBoardLogger, "tensorboard", "tensorboard"), (WandbLogger, "wandb", "wandb")]
+)
 def test_a_missing_package_names_the_extra_to_install(monkeypatch, logger_class, package, extra):
     for name in list(sys.modules):
         if name == package or name.startswith(f"{package}.") or name.startswith("torch.utils.tensorboard"):

@@ -27,7 +27,7 @@ class RecordingObserver(RunObserver):
 
     def log_metrics(self, metrics_by_name, info):
         for name, entry in metrics_by_name.items():
-            self.metrics.setdefault(name, []).extend(zip(entry["steps"], entry["values"]))
+            self.metrics.setdefault(name, []).extend(zip(entry["steps"], entry["values"], strict=True))
 
     def heartbeat_event(self, info, captured_out, beat_time, result):
         self.info = dict(info)

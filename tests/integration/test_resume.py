@@ -58,7 +58,10 @@ def train(save_path, *, max_epochs, num_workers=0, own_generator=False, resume=N
 
     train_loader, val_loader = loaders(num_workers, own_generator)
     model = DropoutNet()
-    run(model, train_loader, val_loader, max_epochs=max_epochs, use_gpu=False, save_path=save_path, resume=resume, progress=False, **options)
+    run(
+        model, train_loader, val_loader,
+        max_epochs=max_epochs, use_gpu=False, save_path=save_path, resume=resume, progress=False, **options,
+    )  # fmt: skip
     return run
 
 
@@ -75,7 +78,7 @@ def assert_same_tensors(a, b, path="checkpoint"):
             assert_same_tensors(a[key], b[key], f"{path}.{key}")
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b), path
-        for index, (x, y) in enumerate(zip(a, b)):
+        for index, (x, y) in enumerate(zip(a, b, strict=True)):
             assert_same_tensors(x, y, f"{path}[{index}]")
     else:
         assert a == b, f"{path}: {a!r} != {b!r}"
@@ -86,7 +89,7 @@ def epoch_metrics(save_path):
     merged: dict = {}
     for run_dir in sacred_run_dirs(save_path / "sacred"):
         for name, series in read_json(run_dir / "metrics.json").items():
-            for step, value in zip(series["steps"], series["values"]):
+            for step, value in zip(series["steps"], series["values"], strict=True):
                 assert step not in merged.setdefault(name, {}), f"{name} at epoch {step} logged twice"
                 merged[name][step] = value
     return merged

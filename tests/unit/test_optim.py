@@ -39,15 +39,19 @@ def test_per_step_scheduler_steps_after_each_optimizer_step(model):
     optimizer = SGD(model.parameters(), lr=1.0)
     parsed = parse_optimizers((optimizer, {"scheduler": StepLR(optimizer, step_size=1, gamma=0.5), "interval": "step"}))
     for _ in range(3):
-        parsed.step(model(torch.ones(1, 2)).sum())
+        parsed.backward(model(torch.ones(1, 2)).sum())
+        parsed.step()
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.125)
 
 
 def test_one_backward_for_several_optimizers(model):
     a, b = SGD([model.weight], lr=0.1), SGD([model.bias], lr=0.1)
     before = (model.weight.detach().clone(), model.bias.detach().clone())
-    parse_optimizers([a, b]).step(model(torch.ones(1, 2)).sum())  # would fail with "graph freed" on a second backward
+    optimizers = parse_optimizers([a, b])
+    optimizers.backward(model(torch.ones(1, 2)).sum())  # a second backward would fail with "graph freed"
+    optimizers.step()
     assert not torch.equal(model.weight, before[0]) and not torch.equal(model.bias, before[1])
+    assert model.weight.grad is None and model.bias.grad is None  # cleared after the step, ready for the next backward
 
 
 def test_plateau_scheduler_steps_with_its_monitor(model):
@@ -66,9 +70,18 @@ def test_plateau_scheduler_steps_with_its_monitor(model):
         (lambda m: [], "returned no optimizer"),
         (lambda m: "adam", "returned str"),
         (lambda m: [SGD(m.parameters(), lr=1), 3], "returned int as optimizer '1'"),
-        (lambda m: (SGD(m.parameters(), lr=1), {"scheduler": StepLR(SGD(m.parameters(), lr=1), 1)}), "wraps an optimizer that configure_optimizers did not return"),
-        (lambda m: (lambda o: (o, {"scheduler": StepLR(o, 1), "interval": "batch"}))(SGD(m.parameters(), lr=1)), "interval must be one of ['epoch', 'step']"),
-        (lambda m: (lambda o: (o, {"scheduler": ReduceLROnPlateau(o), "interval": "step"}))(SGD(m.parameters(), lr=1)), "use interval='epoch'"),
+        (
+            lambda m: (SGD(m.parameters(), lr=1), {"scheduler": StepLR(SGD(m.parameters(), lr=1), 1)}),
+            "wraps an optimizer that configure_optimizers did not return",
+        ),
+        (
+            lambda m: (lambda o: (o, {"scheduler": StepLR(o, 1), "interval": "batch"}))(SGD(m.parameters(), lr=1)),
+            "interval must be one of ['epoch', 'step']",
+        ),
+        (
+            lambda m: (lambda o: (o, {"scheduler": ReduceLROnPlateau(o), "interval": "step"}))(SGD(m.parameters(), lr=1)),
+            "use interval='epoch'",
+        ),
     ],
 )
 def test_unusable_returns_are_explained(model, make, message):

@@ -2,7 +2,7 @@ import re
 
 import torch
 
-from blowtorch.progress import Progress
+from blowtorch.loggers.progress import Progress
 
 
 def test_without_a_terminal_a_plain_status_line_is_printed_now_and_then(capsys):
