@@ -105,7 +105,7 @@ class ResumePoint:
 
 def find_resume_point(path: str | Path) -> ResumePoint:
     """``path`` is a run directory (its newest intact checkpoint) or a checkpoint file."""
-    path = Path(path).expanduser()
+    path = Path(path).expanduser().absolute()  # recorded in info.resumed_from and the result: never relative
     if not path.exists():
         raise MissingFileError(
             f"resume path '{path}' does not exist; pass a run directory (e.g. train_logs/<run>) or a checkpoint "

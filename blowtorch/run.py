@@ -96,6 +96,10 @@ class Run:
         """``run["model"]["num_layers"]`` or ``run["model.num_layers"]``; resolves the config on first use."""
         return self.get_config().lookup(key)
 
+    def __setitem__(self, key: str, value: Any) -> None:
+        """The config is read-only: ``run["a.b"] = 1`` fails like ``run["a"]["b"] = 1`` (a ``ConfigError``)."""
+        self.get_config()[key] = value
+
     def __contains__(self, key: str) -> bool:
         try:
             self[key]

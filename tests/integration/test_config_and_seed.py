@@ -162,3 +162,13 @@ def test_config_yaml_is_the_resolved_config_and_works_as_a_config_file(tmp_path,
     assert make_run(config_files=[written]).get_config().to_dict() == expected
     sacred_config = read_json(sacred_run_dirs(tmp_path / "train_logs" / "sacred")[0] / "config.json")
     assert sacred_config == expected
+
+
+@pytest.mark.parametrize("key", ["model.num_layers", "model"])
+def test_setting_a_config_value_through_the_run_is_the_same_read_only_error(config_files, key):
+    run = make_run(config_files=config_files)
+    with pytest.raises(ConfigError, match="the resolved config is read-only"):
+        run[key] = 3
+    with pytest.raises(ConfigError, match="the resolved config is read-only"):
+        run["model"]["num_layers"] = 3
+    assert run["model.num_layers"] == 2

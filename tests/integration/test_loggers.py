@@ -162,6 +162,8 @@ def test_a_logger_that_fails_at_start_stops_the_run_before_training(tmp_path):
     assert healthy.events == [("start", False), ("finish", "FAILED")]
     log = (run.run_dir / "log.txt").read_text()
     assert "epoch 0 train" not in log and "failed before training: LoggerStartError: logger Recorder failed to start" in log
+    lines = log.rstrip().splitlines()  # the error first, then the end: log.txt reads in order
+    assert "failed before training" in lines[-2] and lines[-1].endswith("run ended: FAILED")
     assert read_json(sacred_run_dirs(tmp_path / "train_logs" / "sacred")[0] / "run.json")["status"] == "FAILED"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -227,3 +228,13 @@ def test_a_different_number_of_optimizers_or_schedulers_is_explained(tmp_path):
     run.configure_optimizers(lambda model: torch.optim.AdamW(model.parameters()))  # no scheduler this time
     with pytest.raises(CheckpointError, match=r"holds 1 schedulers \['main'\], but configure_optimizers returned 0 \[\]"):
         run(DropoutNet(), *loaders(0), max_epochs=3, use_gpu=False, save_path=tmp_path, resume=first.run_dir, progress=False)
+
+
+def test_a_relative_resume_path_is_recorded_as_an_absolute_one(tmp_path):
+    first = train(Path("relative"), max_epochs=2)  # the tests run in tmp_path
+    relative = Path("relative") / first.run_dir.name
+    resumed = train(Path("relative"), max_epochs=3, resume=relative)
+    assert resumed.run_dir.is_absolute() and resumed.run_dir == (tmp_path / relative).resolve()
+    info = read_json(sacred_run_dirs(tmp_path / "relative" / "sacred")[-1] / "info.json")
+    assert Path(info["run_dir"]).is_absolute() and Path(info["resumed_from"]["checkpoint"]).is_absolute()
+    assert Path(info["resumed_from"]["checkpoint"]) == tmp_path / relative / "checkpoints" / "latest.pt"

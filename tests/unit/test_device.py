@@ -49,6 +49,11 @@ def test_move_to_device_keeps_the_structure():
     assert isinstance(moved["batch"], Batch) and moved["batch"].label == "a"
     assert moved["n"] == 3
     assert torch.equal(moved["pair"].y[0], torch.ones(3))
+    # to another device (meta works without a GPU): every tensor moves, the structure stays
+    on_meta = move_to_device(batch, torch.device("meta"))
+    assert on_meta["pair"].x.device.type == "meta" and on_meta["pair"].y[0].device.type == "meta"
+    assert on_meta["batch"].x.device.type == "meta" and on_meta["pair"].y[1] == "text" and on_meta["n"] == 3
+    assert batch["pair"].x.device.type == "cpu"  # the input is left as it was
 
 
 def test_batch_size_is_the_first_dimension_of_the_first_tensor():
