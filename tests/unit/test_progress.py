@@ -5,15 +5,16 @@ import torch
 from blowtorch.loggers.progress import Progress
 
 
-def test_without_a_terminal_a_plain_status_line_is_printed_now_and_then(capsys):
-    progress = Progress(interactive=False, line_interval=0.0)  # every step, to see the format
+def test_without_a_terminal_a_plain_status_line_is_printed_now_and_then(capsys, monkeypatch):
+    monkeypatch.setattr("blowtorch.loggers.progress._LOSS_REFRESH_SECONDS", 0.0)  # read the loss every step
+    progress = Progress(interactive=False, line_interval=0.0)  # a line every step, to see the format
     progress.start_pass("train", epoch=3, total=4)
     for _ in range(4):
         progress.advance(torch.tensor(0.25))
     progress.end_pass()
     progress.log_metrics({"loss": 0.25}, "train", epoch=3, step=16)
     lines = capsys.readouterr().err.splitlines()
-    assert re.fullmatch(r"epoch 3 train  2/4 \(50%\)  (loss 0\.25  )?[\d.]+ steps/s, ETA 0:00:\d\d", lines[1])
+    assert re.fullmatch(r"epoch 3 train  2/4 \(50%\)  loss 0\.25  [\d.]+ steps/s, ETA 0:00:\d\d", lines[1])
     assert lines[-1].startswith("epoch 3 train loss=0.25")
     assert "\r" not in "".join(lines)
 
@@ -33,3 +34,11 @@ def test_a_resumed_pass_counts_from_where_it_stopped(capsys):
     progress.start_pass("train", epoch=1, total=10, done=6)
     progress.advance(None)
     assert "7/10 (70%)" in capsys.readouterr().err
+
+
+def test_the_loss_is_read_from_the_device_at_most_once_per_refresh_interval(capsys):
+    progress = Progress(interactive=False, line_interval=0.0)  # default refresh: 1 s, far longer than this test
+    progress.start_pass("train", epoch=0, total=3)
+    for _ in range(3):
+        progress.advance(torch.tensor(0.5))
+    assert "loss" not in capsys.readouterr().err
