@@ -95,8 +95,9 @@ def run_epoch(trainee: Trainee, state: TrainState, replay: Resumption | None) ->
     _call(trainee, "before_epoch", state)
     # With optimize_first=False, epoch 0 is a baseline: a pass over the training data without updates.
     optimize = options.optimize_first or epoch > 0
-    if replay is not None and replay.validation_left:  # stopped during validation: the training pass is done
-        assert replay.position is not None and replay.position.train_metrics is not None
+    validation_only = replay is not None and replay.validation_left  # it stopped during validation
+    if validation_only:  # the training pass is done: its means are in the checkpoint
+        assert replay is not None and replay.position is not None and replay.position.train_metrics is not None
         restore_rng_state(replay.rng, trainee.generators)
         metrics = {"train": replay.position.train_metrics}
         train_steps = replay.position.batches_done
@@ -116,7 +117,7 @@ def run_epoch(trainee: Trainee, state: TrainState, replay: Resumption | None) ->
         state.checkpoint_metric = resolve_metric(options.checkpoint_metric, metrics, "checkpoint_metric")
     if optimize:
         with warnings.catch_warnings():
-            if replay is not None and replay.validation_left:
+            if validation_only:
                 # The optimizer steps of this epoch happened before the resume; torch cannot know that.
                 warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()` before"))
             trainee.optimizers.step_epoch_schedulers(
