@@ -17,6 +17,7 @@ import torch
 from blowtorch._version import __version__
 from blowtorch.checkpoint_files import CheckpointStore
 from blowtorch.errors import CheckpointError, TrainingError
+from blowtorch.hyperparameters import load_optimizers
 from blowtorch.optim import OptimizerSet
 from blowtorch.state import EpochPosition, TrainState
 
@@ -74,13 +75,17 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return payload
 
 
-def apply_checkpoint(payload: dict[str, Any], model: torch.nn.Module, optimizers: OptimizerSet, path: Path) -> None:
-    """Load model, optimizer and scheduler states, or say exactly what does not fit."""
+def apply_checkpoint(payload: dict[str, Any], model: torch.nn.Module, optimizers: OptimizerSet, path: Path) -> list[str]:
+    """Load model, optimizer and scheduler states, or say exactly what does not fit.
+
+    Returns how the optimizer and scheduler settings changed since the checkpoint (see
+    :mod:`blowtorch.hyperparameters`: the new settings win); empty when the run continues bit-exactly.
+    """
     _check_model_fits(payload["model"], model, path)
     model.load_state_dict(payload["model"])
     for kind, saved, current in (
         ("optimizers", payload["optimizers"], optimizers.optimizers),
-        ("schedulers", payload["schedulers"], {name: s.scheduler for name, s in optimizers.schedules.items()}),
+        ("schedulers", payload["schedulers"], optimizers.schedules),
     ):
         if set(saved) != set(current):
             raise CheckpointError(
@@ -88,11 +93,12 @@ def apply_checkpoint(payload: dict[str, Any], model: torch.nn.Module, optimizers
                 f"{len(current)} {sorted(current)}; return the same {kind}, with the same names, as the run that "
                 f"wrote the checkpoint"
             )
-        for name, target in current.items():
-            try:
-                target.load_state_dict(saved[name])
-            except (ValueError, KeyError, RuntimeError) as error:
-                raise CheckpointError(f"{path}: the state of {kind[:-1]} '{name}' does not fit: {error}") from error
+    try:
+        return load_optimizers(optimizers, payload["optimizers"], payload["schedulers"])
+    except (ValueError, KeyError, RuntimeError) as error:
+        raise CheckpointError(
+            f"{path}: the optimizer and scheduler states do not fit those configure_optimizers returned: {error}"
+        ) from error
 
 
 def _check_model_fits(saved: dict[str, torch.Tensor], model: torch.nn.Module, path: Path) -> None:

@@ -7,7 +7,7 @@ tested on a CPU-only machine through the same functions.
 from __future__ import annotations
 
 import dataclasses
-import warnings
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,7 +19,7 @@ from blowtorch.errors import OptionError
 def select_device(use_gpu: bool, gpu_id: int) -> torch.device:
     """The device a run trains on.
 
-    ``use_gpu=True`` without CUDA falls back to the CPU with one warning, so a script written for a
+    ``use_gpu=True`` without CUDA falls back to the CPU with one INFO line, so a script written for a
     GPU machine still runs on a laptop. A ``gpu_id`` that does not exist is an error.
     """
     if isinstance(gpu_id, bool) or not isinstance(gpu_id, int) or gpu_id < 0:
@@ -27,12 +27,8 @@ def select_device(use_gpu: bool, gpu_id: int) -> torch.device:
     if not use_gpu:
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        warnings.warn(
-            "use_gpu=True but CUDA is not available on this machine; training on the CPU. "
-            "Pass use_gpu=False to silence this warning.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+        # The default is use_gpu=True, so this is every run on a laptop: worth a line, not a warning.
+        logging.getLogger("blowtorch").info("CUDA is not available on this machine: training on the CPU (use_gpu=False says so)")
         return torch.device("cpu")
     count = torch.cuda.device_count()
     if gpu_id >= count:

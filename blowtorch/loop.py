@@ -9,6 +9,8 @@ Of the user's functions, only ``configure_optimizers`` is called elsewhere (by t
 
 from __future__ import annotations
 
+import contextlib
+import math
 import re
 import warnings
 from collections.abc import Iterable, Mapping
@@ -24,6 +26,7 @@ from blowtorch.interrupt import Interrupted, StopRequest
 from blowtorch.loggers.fanout import LoggerFanout
 from blowtorch.loggers.progress import Progress
 from blowtorch.metrics import (
+    LossWatch,
     PassAccumulator,
     PassResult,
     normalize_step_output,
@@ -36,6 +39,8 @@ from blowtorch.options import RunOptions
 from blowtorch.resume import Resumption, TrainingBatches
 from blowtorch.rng import capture_rng_state, loader_generators, restore_rng_state
 from blowtorch.state import EpochPosition, TrainState
+
+_NO_CHANGE = contextlib.nullcontext()
 
 
 class SaveCheckpoint(Protocol):
@@ -108,21 +113,30 @@ def run_epoch(trainee: Trainee, state: TrainState, replay: Resumption | None) ->
         trainee.loggers.log_metrics(trainee.optimizers.learning_rates(), "lr", epoch, state.global_step)
         raise_if_loss_not_finite(train, state.optimize_metric, epoch, state.global_step - train.steps)
         train_steps = train.steps
+    # Where a stop request (or a misnamed metric) during validation checkpoints: the training pass is done.
+    after_training = EpochPosition(train_steps, train_metrics=metrics["train"])
+    rng_after_training = capture_rng_state(trainee.generators)
     if trainee.val_loader is not None:
-        val = validate_pass(trainee, state, EpochPosition(train_steps, train_metrics=metrics["train"]))
+        val = validate_pass(trainee, state, after_training, rng_after_training)
         metrics["val"] = trainee.hooks.derived_metrics("after_validate", val.means, _hook_arguments(trainee, state, True))
         trainee.loggers.log_metrics(metrics["val"], "val", epoch, state.global_step)
     state.last_metrics = {f"{phase}.{name}": value for phase, values in metrics.items() for name, value in values.items()}
-    if state.checkpoint_metric is None:
-        state.checkpoint_metric = resolve_metric(options.checkpoint_metric, metrics, "checkpoint_metric")
+    try:  # at the end of epoch 0 already, also when it is the baseline: a typo must not wait for training
+        state.checkpoint_metric = state.checkpoint_metric or resolve_metric(options.checkpoint_metric, metrics, "checkpoint_metric")
+        monitors = {name: resolve_metric(name, metrics, "monitor") for name in trainee.optimizers.monitors()}
+    except OptionError as error:
+        if not optimize:
+            raise
+        trainee.save_checkpoint(state, rng_after_training, position=after_training)
+        raise OptionError(
+            f"{error}. The training of epoch {epoch} is kept in checkpoints/latest.pt: fix the name and resume from the run directory"
+        ) from None
     if optimize:
         with warnings.catch_warnings():
-            if validation_only:
-                # The optimizer steps of this epoch happened before the resume; torch cannot know that.
+            if replay is not None and replay.position is not None and train_steps == replay.position.batches_done:
+                # Every optimizer step of this epoch happened before the resume; torch cannot know that.
                 warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()` before"))
-            trainee.optimizers.step_epoch_schedulers(
-                state.last_metrics, state.checkpoint_metric, lambda name: resolve_metric(name, metrics, "monitor")
-            )
+            trainee.optimizers.step_epoch_schedulers(state.last_metrics, state.checkpoint_metric, lambda name: monitors[name])
     value = state.last_metrics[state.checkpoint_metric]
     is_best = state.is_improvement(value, options.smaller_is_better)
     if is_best:
@@ -144,37 +158,50 @@ def train_pass(trainee: Trainee, state: TrainState, optimize: bool, replay: Resu
     model.train()
     if optimize:
         trainee.optimizers.zero_grad()  # gradients the model came with are not this run's
+    # A baseline pass leaves the model as it found it: BatchNorm's running statistics included.
+    baseline_buffers = None if optimize else _copy_buffers(model)
+    watch = LossWatch()
     trainee.progress.start_pass("train", state.epoch, _length(trainee.train_loader), done=batches.done)
     with torch.set_grad_enabled(optimize):
         for batch_index, batch in batches:
             batch = move_to_device(batch, trainee.device)
             arguments = _step_arguments(trainee, state, batch, batch_index, is_validate=False)
-            values = normalize_step_output(step_hook(arguments), "train_step")
+            probe = not optimize and batch_index == batches.done  # the baseline still finds an .item() loss at once
+            with torch.enable_grad() if probe else _NO_CHANGE:
+                values = normalize_step_output(step_hook(arguments), "train_step")
             if state.optimize_metric is None:
                 state.optimize_metric = resolve_optimize_metric(options.optimize_metric, values)
             loss = values[state.optimize_metric]
             if optimize:
                 trainee.optimizers.backward(_differentiable(loss, state.optimize_metric))
                 trainee.optimizers.step()
+            elif probe:
+                _differentiable(loss, state.optimize_metric)
             accumulator.add(values, batch_size_of(batch))
             if log_every and state.global_step % log_every == 0:
                 _log_step(trainee, values, state)  # reads this step's values from the device
             state.global_step += 1
-            trainee.progress.advance(loss)
+            trainee.progress.advance()
+            if (value := watch.read(loss)) is not None:
+                trainee.progress.show_loss(value)
+                if not math.isfinite(value):
+                    raise_if_loss_not_finite(accumulator.result(), state.optimize_metric, state.epoch, state.global_step - batch_index - 1)
             if trainee.stop.requested or (every and state.global_step % every == 0):
-                _checkpoint_inside_epoch(trainee, state, EpochPosition(batch_index + 1, batches.start_rng), accumulator)
+                position = EpochPosition(batch_index + 1, batches.start_rng)
+                _checkpoint_inside_epoch(trainee, state, position, accumulator, baseline_buffers)
     trainee.progress.end_pass()
+    if baseline_buffers is not None:
+        _restore_buffers(model, baseline_buffers)
     return _non_empty(accumulator.result(), "train_loader")
 
 
-def validate_pass(trainee: Trainee, state: TrainState, after_training: EpochPosition) -> PassResult:
+def validate_pass(trainee: Trainee, state: TrainState, after_training: EpochPosition, rng_after_training: dict[str, Any]) -> PassResult:
     """One pass over the validation data; a stop request checkpoints ``after_training`` and stops.
 
     Resuming from that checkpoint runs this validation again from its start.
     """
     step_hook = trainee.hooks.get("validate_step")
     assert step_hook is not None and trainee.val_loader is not None  # checked before training starts
-    rng_after_training = capture_rng_state(trainee.generators)
     accumulator = PassAccumulator("validate_step")
     trainee.model.eval()
     trainee.progress.start_pass("val", state.epoch, _length(trainee.val_loader))
@@ -183,7 +210,7 @@ def validate_pass(trainee: Trainee, state: TrainState, after_training: EpochPosi
             batch = move_to_device(batch, trainee.device)
             arguments = _step_arguments(trainee, state, batch, batch_index, is_validate=True)
             accumulator.add(normalize_step_output(step_hook(arguments), "validate_step"), batch_size_of(batch))
-            trainee.progress.advance(None)
+            trainee.progress.advance()
             if trainee.stop.requested:
                 trainee.progress.end_pass()
                 trainee.save_checkpoint(state, rng_after_training, position=after_training)
@@ -192,9 +219,17 @@ def validate_pass(trainee: Trainee, state: TrainState, after_training: EpochPosi
     return _non_empty(accumulator.result(), "val_loader")
 
 
-def _checkpoint_inside_epoch(trainee: Trainee, state: TrainState, position: EpochPosition, accumulator: PassAccumulator) -> None:
+def _checkpoint_inside_epoch(
+    trainee: Trainee,
+    state: TrainState,
+    position: EpochPosition,
+    accumulator: PassAccumulator,
+    baseline_buffers: dict[str, torch.Tensor] | None,
+) -> None:
     """Write latest.pt at the current step (every n steps, or on a stop request) and stop if asked to."""
     raise_if_loss_not_finite(accumulator.result(), state.optimize_metric, state.epoch, state.global_step - position.batches_done)
+    if baseline_buffers is not None:  # a resumed baseline continues from the model as it was before it
+        _restore_buffers(trainee.model, baseline_buffers)
     position.partial = accumulator.snapshot()
     trainee.save_checkpoint(state, capture_rng_state(trainee.generators), position=position)
     if trainee.stop.requested:
@@ -249,6 +284,16 @@ def _non_empty(result: PassResult, loader_name: str) -> PassResult:
     if result.steps == 0:
         raise OptionError(f"{loader_name} yielded no batches; give it a dataset with at least one sample")
     return result
+
+
+def _copy_buffers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: buffer.detach().clone() for name, buffer in model.named_buffers()}
+
+
+def _restore_buffers(model: torch.nn.Module, saved: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for name, buffer in model.named_buffers():
+            buffer.copy_(saved[name])
 
 
 def _length(loader: Iterable[Any]) -> int | None:

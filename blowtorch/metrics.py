@@ -7,6 +7,7 @@ they were computed, stacked in chunks, and read in one transfer per device at th
 from __future__ import annotations
 
 import numbers
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -239,3 +240,20 @@ def raise_if_loss_not_finite(result: PassResult, name: str | None, epoch: int, s
             f"Lower the learning rate, clip gradients, or check the data; detect_anomalies=True shows the "
             f"operation that produced it"
         )
+
+
+class LossWatch:
+    """Reads the optimized loss about once a second: for the progress display, and to stop at a NaN
+    within a second instead of at the end of a long epoch. One device sync per read, none per step."""
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self._next_read = time.monotonic() + interval
+
+    def read(self, loss: StepValue) -> float | None:
+        """The loss as a float when a read is due, else None."""
+        now = time.monotonic()
+        if now < self._next_read:
+            return None
+        self._next_read = now + self.interval
+        return float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)

@@ -85,6 +85,10 @@ class OptimizerSet:
             else:
                 scheduler.step()
 
+    def monitors(self) -> list[str]:
+        """The metric names that ReduceLROnPlateau schedulers were given as ``monitor``."""
+        return [s.monitor for s in self._epoch_schedules if s.needs_metric and s.monitor is not None]
+
     def learning_rates(self) -> dict[str, float]:
         """The current learning rate of every parameter group: ``main``, or ``main/0``, ``main/1``, ..."""
         rates: dict[str, float] = {}

@@ -9,14 +9,14 @@ and the loop all read this one object.
 from __future__ import annotations
 
 import dataclasses
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from blowtorch.errors import OptionError
 from blowtorch.loggers.base import BaseLogger
+from blowtorch.user_warnings import warn
 
 
 @dataclass(frozen=True)
@@ -56,11 +56,9 @@ class RunOptions:
             _check_int("log_every_n_steps", self.log_every_n_steps, 1, "or None for epoch means only")
         self.checkpoints_to_upload()
         if self.max_epochs == 1 and not self.optimize_first and not resuming:
-            warnings.warn(
+            warn(
                 "max_epochs=1 with optimize_first=False runs only the baseline epoch 0, which does not update the "
-                "model; pass max_epochs > 1 or optimize_first=True to train",
-                UserWarning,
-                stacklevel=3,
+                "model; pass max_epochs > 1 or optimize_first=True to train"
             )
 
     def checkpoints_to_upload(self) -> list[str]:
@@ -85,6 +83,12 @@ def check_loader(label: str, loader: Any) -> None:
         return
     if not hasattr(loader, "__iter__"):
         raise OptionError(f"{label} must be a DataLoader or another iterable of batches, got {type(loader).__name__}")
+    if isinstance(loader, Iterator):  # a generator: its first pass would be its last
+        raise OptionError(
+            f"{label} is a {type(loader).__name__}, which can be iterated only once, but it is read every epoch (and "
+            f"replayed on resume); pass something re-iterable: a DataLoader, a list of batches, or an object whose "
+            f"__iter__ starts a new pass"
+        )
     try:
         length = len(loader)
     except TypeError:

@@ -9,7 +9,6 @@ its batches; the loop itself does not know whether an epoch is fresh or replayed
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from blowtorch.errors import CheckpointError, MissingFileError
 from blowtorch.rng import capture_rng_state, restore_rng_state
 from blowtorch.rundir import CHECKPOINTS
 from blowtorch.state import EpochPosition, TrainState
+from blowtorch.user_warnings import warn
 
 
 @dataclass(frozen=True)
@@ -129,11 +129,10 @@ def find_resume_point(path: str | Path) -> ResumePoint:
             problems.append(str(error))
             continue
         if problems:
-            warnings.warn(
+            warn(
                 f"could not use {candidates[0].name}: {problems[0]}. Resuming from the newest intact checkpoint "
                 f"instead: {candidate}",
                 RuntimeWarning,
-                stacklevel=2,
             )
         run_dir = directory.parent if directory.name == CHECKPOINTS else None
         return ResumePoint(candidate, checkpoint, run_dir)

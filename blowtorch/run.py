@@ -19,13 +19,14 @@ from blowtorch.config import ConfigDict, PathLike, load_config_files
 from blowtorch.errors import ConfigError, OptionError
 from blowtorch.hooks import HookRegistry
 from blowtorch.interrupt import Interrupted
-from blowtorch.job import ResumeRequest, TrainingJob
+from blowtorch.job import TrainingJob
 from blowtorch.loggers.base import BaseLogger
 from blowtorch.loggers.progress import Progress
 from blowtorch.options import RunOptions
-from blowtorch.resume import find_resume_point
+from blowtorch.resume import ResumePoint, find_resume_point
+from blowtorch.rundir import check_save_path
 from blowtorch.sacred_bridge.experiment import SacredBridge
-from blowtorch.setup import TrainingInputs
+from blowtorch.setup import TrainingInputs, prepare
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -214,7 +215,6 @@ class Run:
         if not self._bridge.is_training:
             self._bridge.run_command()
             return None
-        caller = sys._getframe(1)
         inputs = TrainingInputs(
             model=model,
             train_loader=train_loader,
@@ -223,7 +223,12 @@ class Run:
             options=options,
             progress=Progress(enabled=progress),  # now: once sacred captures stderr, it is a pipe even on a terminal
         )
-        self._job = TrainingJob(inputs, self._resume_for(resume), call_site=(caller.f_code.co_filename, caller.f_lineno))
+        # Everything that can be checked is checked before sacred records the run: a typo leaves
+        # no FAILED run in the database and no directory in save_path.
+        point = self._resume_point_for(resume)
+        prepared = prepare(inputs, point)
+        check_save_path(options.save_path)
+        self._job = TrainingJob(prepared, resume_from_command_line=self._resume_point is not None)
         try:
             return self._bridge.start(self._job, Path(save_path))  # type: ignore[no-any-return]
         except Interrupted as interrupted:  # sacred has recorded INTERRUPTED and latest.pt is written
@@ -231,7 +236,7 @@ class Run:
         except KeyboardInterrupt:  # a second Ctrl-C, or one before training started; sacred has recorded it
             raise SystemExit(130) from None
 
-    def _resume_for(self, resume: str | Path | None) -> ResumeRequest | None:
+    def _resume_point_for(self, resume: str | Path | None) -> ResumePoint | None:
         if self._resume_point is not None:
             if resume is not None and Path(resume).resolve() not in (
                 Path(self._bridge.resume_path or "").resolve(),
@@ -241,7 +246,7 @@ class Run:
                     f"run(resume={str(resume)!r}) and --resume {self._bridge.resume_path} on the command line name "
                     f"different checkpoints; give only one of them"
                 )
-            return ResumeRequest(self._resume_point, from_command_line=True)
-        return ResumeRequest(resume, from_command_line=False) if resume is not None else None
+            return self._resume_point
+        return find_resume_point(resume) if resume is not None else None
 
     run = __call__

@@ -13,6 +13,7 @@ import importlib
 import os
 import random
 import re
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -129,3 +130,26 @@ def _is_number(run_id: Any) -> bool:
 def _highest_run_number(save_path: Path) -> int:
     numbers = [int(m.group(1)) for entry in os.listdir(save_path) if (m := _RUN_DIR_PATTERN.match(entry))]
     return max(numbers, default=0)
+
+
+def check_save_path(save_path: Any) -> Path:
+    """Create ``save_path`` if needed and make sure a run directory can be written in it, or say why not."""
+    if not isinstance(save_path, (str, os.PathLike)) or not str(save_path).strip():
+        raise OptionError(f"save_path must be a directory path such as 'train_logs', got {save_path!r}")
+    path = Path(save_path).expanduser().absolute()
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise OptionError(
+            f"save_path '{path}' cannot hold run directories: '{blocker}' is a file, not a directory. "
+            f"Pass another save_path, or move the file away"
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):  # the permission that matters: creating entries in it
+            pass
+    except OSError as error:
+        raise OptionError(
+            f"save_path '{path}' cannot hold run directories: {error.strerror or error} ({type(error).__name__}). "
+            f"Pass a directory you can write to, e.g. save_path='train_logs'"
+        ) from None
+    return path

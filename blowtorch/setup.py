@@ -1,20 +1,26 @@
-"""Everything before the first training step: what the loop trains with, built in one readable order.
+"""Everything before the first training step, in two halves and one readable order.
+
+Before the run is recorded (:func:`prepare`, called by ``run(...)``, so that a typo leaves no
+FAILED run in the database and no directory on disk):
 
 1. check what the user passed to ``run(...)``;
-2. write the run directory's files (config, model summary, source);
-3. the device, and the model on it;
-4. the optimizers and schedulers (``configure_optimizers`` sees the model on its device);
-5. a resumed run's checkpoint, applied to model, optimizers and schedulers;
+2. the device, and the model on it;
+3. the optimizers and schedulers (``configure_optimizers`` sees the model on its device);
+4. a resumed run's checkpoint, applied to model, optimizers and schedulers.
+
+After (:func:`set_up`, inside the recorded run):
+
+5. the run directory's files (config, model summary, source): a resumed run's directory is
+   touched only now, after its checkpoint has been applied;
 6. the loggers, started;
 7. the checkpoint writer.
 
 Mixed precision, ``torch.compile``, the process group and distributed samplers belong between
-steps 3 and 4 (after the model is on its device, before the optimizers see it).
+steps 2 and 3 (after the model is on its device, before the optimizers see it).
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +31,7 @@ import torch
 from blowtorch.checkpoint import apply_checkpoint, build_checkpoint, check_finite_parameters
 from blowtorch.checkpoint_files import CheckpointStore
 from blowtorch.device import select_device
-from blowtorch.errors import UsageError
+from blowtorch.errors import OptionError, UsageError
 from blowtorch.hooks import HookRegistry
 from blowtorch.loggers.base import RunInfo
 from blowtorch.loggers.fanout import LoggerFanout
@@ -39,6 +45,7 @@ from blowtorch.rundir import RunDirectory, generate_slug, plain_config
 from blowtorch.sacred_bridge.record import RunRecord
 from blowtorch.state import EpochPosition, TrainState
 from blowtorch.summary import model_summary, source_listing
+from blowtorch.user_warnings import warn
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,6 +81,38 @@ class TrainingInputs:
         self.options.check(resuming=resuming)
         for label, loader in (("train_loader", self.train_loader), ("val_loader", self.val_loader)):
             check_loader(label, loader)
+        self.check_metric_name("optimize_metric", self.options.optimize_metric)
+        self.check_metric_name("checkpoint_metric", self.options.checkpoint_metric)
+
+    def check_metric_name(self, option: str, name: Any) -> None:
+        """What can be known of a metric name before the first step returns the metrics."""
+        if name is None:
+            return
+        if not isinstance(name, str) or not name.strip():
+            raise OptionError(f"{option} must be a metric name such as 'loss' or 'val.accuracy', got {name!r}")
+        if option == "optimize_metric" and name.startswith("val."):
+            raise OptionError(
+                f"optimize_metric '{name}' is a validation metric, but the optimized metric is one that train_step "
+                f"returns; pass its name, e.g. 'loss'"
+            )
+        if name.startswith("val.") and self.val_loader is None:
+            raise OptionError(
+                f"{option} '{name}' is a validation metric, but run(...) was given no val_loader; pass a val_loader, "
+                f"or a training metric such as 'train.{name[4:]}'"
+            )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Steps 1-4: the model on its device, its optimizers, and where training starts."""
+
+    inputs: TrainingInputs
+    device: torch.device
+    optimizers: OptimizerSet
+    state: TrainState
+    resumption: Resumption | None
+    point: ResumePoint | None
+    settings_changes: list[str]  # optimizer and scheduler settings that differ from the checkpoint's
 
 
 @dataclass(frozen=True)
@@ -85,44 +124,51 @@ class Training:
     resumption: Resumption | None
 
 
+def prepare(inputs: TrainingInputs, point: ResumePoint | None) -> Prepared:
+    """Steps 1-4 above; nothing is recorded and no file is written yet."""
+    inputs.check(resuming=point is not None)
+    model = inputs.model
+    device = select_device(inputs.options.use_gpu, inputs.options.gpu_id)
+    model.to(device)
+    optimizers = _configure_optimizers(inputs.hooks, model, device)
+    for monitor in optimizers.monitors():
+        inputs.check_metric_name("monitor", monitor)
+    state, resumption, changes = TrainState(), None, []
+    if point is not None:
+        changes = apply_checkpoint(point.checkpoint, model, optimizers, point.path)
+        state, resumption = point.train_state(), point.resumption()
+    return Prepared(inputs, device, optimizers, state, resumption, point, changes)
+
+
 def set_up(
-    inputs: TrainingInputs,
+    prepared: Prepared,
     *,
     record: RunRecord,
     run_dir: RunDirectory,
-    point: ResumePoint | None,
     loggers: LoggerFanout,
     text_log: TextFileLogger,
     resume_from_command_line: bool,
 ) -> Training:
-    """Steps 1-7 above. ``loggers`` is started here; the caller finishes it, also after a failure."""
+    """Steps 5-7 above. ``loggers`` is started here; the caller finishes it, also after a failure."""
+    inputs, point, model = prepared.inputs, prepared.point, prepared.inputs.model
     config = plain_config(record.config)
     if point is not None:
-        _record_resume(record, point, config, text_log, resume_from_command_line)
+        _record_resume(record, point, config, prepared.settings_changes, text_log, resume_from_command_line)
     run_dir.write_config(config)
-    inputs.check(resuming=point is not None)
-    model = inputs.model
     run_dir.write_text("model-summary.txt", model_summary(model))
     run_dir.write_text("source.txt", source_listing(model, inputs.hooks.functions()))
-    device = select_device(inputs.options.use_gpu, inputs.options.gpu_id)
-    model.to(device)
-    optimizers = _configure_optimizers(inputs.hooks, model, device)
-    state, resumption = TrainState(), None
-    if point is not None:
-        apply_checkpoint(point.checkpoint, model, optimizers, point.path)
-        state, resumption = point.train_state(), point.resumption()
     loggers.on_start(
         RunInfo(
             run_dir=run_dir.path,
             name=run_dir.name,
             config=config,
             model=model,
-            device=device,
+            device=prepared.device,
             sacred_run_id=record.id,
             experiment_name=record.experiment_name,
             resumed=point is not None,
-            start_epoch=state.epoch,
-            start_step=state.global_step,
+            start_epoch=prepared.state.epoch,
+            start_step=prepared.state.global_step,
         )
     )
     trainee = Trainee(
@@ -130,16 +176,16 @@ def set_up(
         train_loader=inputs.train_loader,
         val_loader=inputs.val_loader,
         hooks=inputs.hooks,
-        optimizers=optimizers,
-        device=device,
+        optimizers=prepared.optimizers,
+        device=prepared.device,
         options=inputs.options,
         loggers=loggers,
         progress=inputs.progress,
         save_checkpoint=CheckpointWriter(
-            CheckpointStore(run_dir.checkpoints, inputs.options.keep_last_epochs), model, optimizers, config, record.id
+            CheckpointStore(run_dir.checkpoints, inputs.options.keep_last_epochs), model, prepared.optimizers, config, record.id
         ),
     )
-    return Training(trainee, state, resumption)
+    return Training(trainee, prepared.state, prepared.resumption)
 
 
 class CheckpointWriter:
@@ -177,9 +223,14 @@ def _configure_optimizers(hooks: HookRegistry, model: torch.nn.Module, device: t
 
 
 def _record_resume(
-    record: RunRecord, point: ResumePoint, config: dict[str, Any], text_log: TextFileLogger, from_command_line: bool
+    record: RunRecord,
+    point: ResumePoint,
+    config: dict[str, Any],
+    settings_changes: list[str],
+    text_log: TextFileLogger,
+    from_command_line: bool,
 ) -> None:
-    """sacred has no resume: the new run records where it continues from, and what changed."""
+    """sacred has no resume: the new run records where it continues from, and what changed (in one warning)."""
     record.set_info(
         "resumed_from",
         {
@@ -191,14 +242,23 @@ def _record_resume(
         },
     )
     text_log.note(f"resuming from {point.description}, written by sacred run {point.checkpoint.get('sacred_run_id')}")
+    sections = []
     differences = config_differences(point.config, config)
     if differences:
         if from_command_line:
             intro = "resuming with command-line config updates on top of the checkpoint's config"
         else:
             intro = "the config of this run differs from the config of the checkpoint it resumes from"
-        message = f"{intro}:\n  " + "\n  ".join(differences)
-        warnings.warn(message, UserWarning, stacklevel=2)
+        sections.append(f"{intro}:\n  " + "\n  ".join(differences))
+    if settings_changes:
+        sections.append(
+            "configure_optimizers built optimizers or schedulers with other settings than the checkpoint's; the new "
+            "settings win, and the schedules continue at the checkpoint's position as if the run had used them from "
+            "its start:\n  " + "\n  ".join(settings_changes)
+        )
+    if sections:
+        message = "\n".join(sections)
+        warn(message)
         text_log.note(message)
 
 

@@ -7,12 +7,12 @@ must never cost a training run; every logger's ``on_finish`` is called, even aft
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from blowtorch.errors import LoggerStartError, OptionError
 from blowtorch.loggers.base import BaseLogger, RunInfo
+from blowtorch.user_warnings import warn
 
 
 class LoggerFanout:
@@ -59,7 +59,7 @@ class LoggerFanout:
             try:
                 logger.on_finish(status)
             except Exception as error:  # finishing the others matters more than this one's error
-                warnings.warn(f"logger {_name(logger)} failed to finish: {type(error).__name__}: {error}", RuntimeWarning, stacklevel=2)
+                warn(f"logger {_name(logger)} failed to finish: {type(error).__name__}: {error}", RuntimeWarning)
 
     def _active(self) -> list[BaseLogger]:
         return [logger for logger in self._started if id(logger) not in self._disabled]
@@ -70,11 +70,10 @@ class LoggerFanout:
                 getattr(logger, event)(*args)
             except Exception as error:
                 self._disabled.add(id(logger))
-                warnings.warn(
+                warn(
                     f"logger {_name(logger)} raised in {event} and is disabled for the rest of this run "
                     f"({type(error).__name__}: {error}); training goes on and every other logger still receives everything",
                     RuntimeWarning,
-                    stacklevel=3,
                 )
 
 

@@ -13,12 +13,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import torch
-
 from blowtorch.loggers.base import BaseLogger, is_step_phase
 from blowtorch.loggers.textfile import format_metrics
-
-_LOSS_REFRESH_SECONDS = 1.0  # reading the running loss syncs with the device: at most this often
 
 
 class Progress(BaseLogger):
@@ -37,7 +33,6 @@ class Progress(BaseLogger):
         self._skipped = 0
         self._started = 0.0
         self._last_line = 0.0
-        self._last_loss_read = 0.0
         self._loss_text = ""
 
     def start_pass(self, phase: str, epoch: int, total: int | None, done: int = 0) -> None:
@@ -47,7 +42,7 @@ class Progress(BaseLogger):
         self._label = f"epoch {epoch} {phase}"
         self._total, self._done, self._loss_text = total, done, ""
         self._skipped = done
-        self._started = self._last_line = self._last_loss_read = time.monotonic()
+        self._started = self._last_line = time.monotonic()
         if self.interactive:
             from tqdm.auto import tqdm
 
@@ -56,22 +51,26 @@ class Progress(BaseLogger):
                 leave=False, file=sys.stderr,
             )  # fmt: skip
 
-    def advance(self, loss: torch.Tensor | float | None) -> None:
-        """One step done; called every step, so it only touches the device about once a second."""
+    def advance(self) -> None:
+        """One step done; called every step, so it never touches the device."""
         if not self.enabled:
             return
         self._done += 1
-        now = time.monotonic()
-        if loss is not None and now - self._last_loss_read >= _LOSS_REFRESH_SECONDS:
-            self._last_loss_read = now
-            self._loss_text = f"loss {float(loss.detach() if isinstance(loss, torch.Tensor) else loss):.4g}"
-            if self._bar is not None:
-                self._bar.set_postfix_str(self._loss_text, refresh=False)
         if self._bar is not None:
             self._bar.update(1)
-        elif now - self._last_line >= self.line_interval:
+            return
+        now = time.monotonic()
+        if now - self._last_line >= self.line_interval:
             self._last_line = now
             self._print(self._status_line(now))
+
+    def show_loss(self, loss: float) -> None:
+        """The running loss, as the loop reads it from the device about once a second."""
+        if not self.enabled:
+            return
+        self._loss_text = f"loss {loss:.4g}"
+        if self._bar is not None:
+            self._bar.set_postfix_str(self._loss_text, refresh=False)
 
     def end_pass(self) -> None:
         if self._bar is not None:

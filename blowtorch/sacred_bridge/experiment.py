@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import random
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from blowtorch.rng import seed_everything
 from blowtorch.sacred_bridge.mongo import check_connections
 from blowtorch.sacred_bridge.observers import DefaultFileStorageObserver, database_observers
 from blowtorch.sacred_bridge.record import RunRecord, SacredRecord
+from blowtorch.user_warnings import warn
 
 MAIN_COMMAND = "train"
 _BLOWTORCH_DIR = str(Path(__file__).resolve().parent.parent)
@@ -229,11 +229,10 @@ class SacredBridge:
         except ValueError as error:  # e.g. a git repository without commits yet
             if not self._save_git_info:
                 raise
-            warnings.warn(
+            warn(
                 f"sacred could not read the git state of {self.base_dir} ({error}); recording the run without "
                 f"git information. Pass Run(save_git_info=False) to skip this check",
                 RuntimeWarning,
-                stacklevel=4,  # the line of the user's script that made the Run
             )
             self._save_git_info = False
             found = gather_sources_and_dependencies(self._globals, False, self.base_dir)

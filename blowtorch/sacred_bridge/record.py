@@ -12,13 +12,13 @@ observers as ``<phase>.<name>`` scalars, on the epoch axis (per-step phases: the
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from blowtorch.loggers.base import BaseLogger, is_step_phase
 from blowtorch.rundir import CHECKPOINTS
+from blowtorch.user_warnings import warn
 
 #: The run directory's small files, stored with every recorded run.
 RUN_FILES = ("config.yaml", "log.txt", "model-summary.txt")
@@ -112,8 +112,4 @@ class SacredRecord(RunRecord):
                     try:
                         observer.artifact_event(path.name, str(path), {"checkpoint": which}, "application/octet-stream")
                     except Exception as error:  # reported by the observer; the run itself is done
-                        warnings.warn(
-                            f"could not upload {path.name} to MongoDB: {type(error).__name__}: {error}",
-                            RuntimeWarning,
-                            stacklevel=2,
-                        )
+                        warn(f"could not upload {path.name} to MongoDB: {type(error).__name__}: {error}", RuntimeWarning)

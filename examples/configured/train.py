@@ -45,7 +45,8 @@ def step(batch, model):
 @run.configure_optimizers
 def configure_optimizers(model):
     optimizer = AdamW(model.parameters(), lr=run["optim.lr"], weight_decay=run["optim.weight_decay"])
-    return optimizer, CosineAnnealingLR(optimizer, T_max=run["train.max_epochs"])
+    # Epoch 0 is the baseline (no updates): max_epochs - 1 epochs optimize and step the scheduler.
+    return optimizer, CosineAnnealingLR(optimizer, T_max=run["train.max_epochs"] - 1)
 
 
 def two_spirals(samples: int, noise: float) -> TensorDataset:

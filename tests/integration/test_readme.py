@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
 import shutil
 
+import pytest
 import torch
 
 from blowtorch import Run
@@ -59,3 +61,23 @@ def test_the_csv_logger_in_the_readme_works(tmp_path):
     run(torch.nn.Linear(4, 1), *regression_loaders(), max_epochs=2, use_gpu=False, loggers=[namespace["CSVLogger"]()])
     rows = (run.run_dir / "metrics.csv").read_text().splitlines()
     assert [row.split(",")[2] for row in rows] == ["train.loss", "lr.main", "val.loss"] * 2
+
+
+def test_extending_the_configured_examples_cosine_run_keeps_training(tmp_path):
+    """Resuming with a larger max_epochs: the cosine schedule follows the new T_max instead of the
+    checkpoint's finished one, which would train every later epoch at learning rate 0."""
+    shutil.copytree(EXAMPLES, tmp_path / "examples")
+    script = tmp_path / "examples" / "configured" / "train.py"
+    assert_ok(run_python(script, "with", "quick", "train.max_epochs=2", cwd=tmp_path))
+    run_dir = only_run_dir(tmp_path / "train_logs")
+    resumed = run_python(script, "--resume", str(run_dir), "with", "train.max_epochs=4", cwd=tmp_path)
+    assert_ok(resumed)
+    assert "train.max_epochs: 2 -> 4" in resumed.stderr
+    assert "scheduler 'main' (CosineAnnealingLR) T_max: 1 -> 3" in resumed.stderr
+    log = (run_dir / "log.txt").read_text()
+    rates = {int(m[1]): float(m[2]) for m in re.finditer(r"epoch (\d) lr +main=(\S+)", log)}
+    assert rates[1] == 0.003  # the first run: one optimizing epoch, then the cosine ends at 0
+    assert rates[2] == pytest.approx(0.003 * (1 + math.cos(math.pi / 3)) / 2)  # the new schedule, at its epoch 1
+    assert rates[3] == pytest.approx(0.003 * (1 + math.cos(2 * math.pi / 3)) / 2)
+    losses = [float(m[1]) for m in re.finditer(r"epoch \d train +loss=(\S+)", log)]
+    assert len(losses) == 4 and losses[3] < losses[2] < losses[1]  # still learning

@@ -213,11 +213,19 @@ def test_checkpoint_that_does_not_fit_the_model_lists_every_difference(tmp_path)
     run.validate_step(lambda batch, model: ((model(batch[0]) - batch[1]) ** 2).mean())
     run.configure_optimizers(lambda model: torch.optim.AdamW(model.parameters()))
     other = nn.Sequential(nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 1)))
+    before = directory_contents(tmp_path)
     with pytest.raises(CheckpointError) as caught:
         run(other, *loaders(0), max_epochs=3, use_gpu=False, save_path=tmp_path, resume=first.run_dir, progress=False)
     message = str(caught.value)
     assert "missing in the checkpoint (4): 0.0.weight, 0.0.bias, 0.3.weight, 0.3.bias" in message
     assert "unexpected in the checkpoint (4): layers.0.weight" in message
+    # The failed resume changed nothing: not the run directory it names (its config.yaml is what the
+    # message tells the user to read), and no new sacred record or run directory.
+    assert directory_contents(tmp_path) == before
+
+
+def directory_contents(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def test_a_different_number_of_optimizers_or_schedulers_is_explained(tmp_path):

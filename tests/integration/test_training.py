@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -277,6 +279,26 @@ def _bad(kind):
             return torch.optim.SGD(model.parameters(), lr=0.1)
 
         return run2, lambda: run2(model, train_loader, val_loader, **train), UsageError, "no @run.validate_step is registered"
+    if kind == "one-shot generator":
+        batches = (batch for batch in train_loader)
+        return run, lambda: run(model, batches, **train), OptionError, (
+            "train_loader is a generator, which can be iterated only once, but it is read every epoch"
+        )
+    if kind == "validation metric without val_loader":
+        return run, lambda: run(model, train_loader, checkpoint_metric="val.mae", **train), OptionError, (
+            "checkpoint_metric 'val.mae' is a validation metric, but run(...) was given no val_loader; pass a "
+            "val_loader, or a training metric such as 'train.mae'"
+        )
+    if kind == "monitor without val_loader":
+        run3 = new_run()
+        run3.train_step(lambda batch, model: ((model(batch[0]) - batch[1]) ** 2).mean())
+
+        @run3.configure_optimizers
+        def plateau(model):
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+            return optimizer, {"scheduler": torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer), "monitor": "val.loss"}
+
+        return run3, lambda: run3(model, train_loader, **train), OptionError, "monitor 'val.loss' is a validation metric"
     if kind == "max_epochs":
         return run, lambda: run(model, train_loader, max_epochs=0, use_gpu=False), OptionError, "max_epochs must be an int >= 1"
     raise AssertionError(kind)
@@ -285,12 +307,25 @@ def _bad(kind):
 @pytest.mark.parametrize(
     "kind",
     [
-        "no train_step", "returns None", "returns a string", "bad dict value", "bad optimizers",
-        "unknown optimize_metric", "unknown checkpoint_metric", "not a module", "empty loader",
-        "val_loader without validate_step", "max_epochs",
+        "no train_step", "bad optimizers", "not a module", "empty loader", "val_loader without validate_step", "max_epochs",
+        "one-shot generator", "validation metric without val_loader", "monitor without val_loader",
     ],
 )  # fmt: skip
-def test_bad_input_is_explained_and_recorded(tmp_path, kind):
+def test_bad_input_fails_before_the_run_is_recorded(tmp_path, kind):
+    """What can be checked before training is checked before sacred records a run: no FAILED run in
+    the database, no run directory in save_path, and no save_path either."""
+    run, call, error_type, message = _bad(kind)
+    with pytest.raises(error_type) as caught:
+        call()
+    assert message in str(caught.value)
+    assert run.run_dir is None
+    assert not (tmp_path / "train_logs").exists()
+
+
+@pytest.mark.parametrize(
+    "kind", ["returns None", "returns a string", "bad dict value", "unknown optimize_metric", "unknown checkpoint_metric"]
+)
+def test_bad_input_found_while_training_is_explained_and_recorded(tmp_path, kind):
     run, call, error_type, message = _bad(kind)
     with pytest.raises(error_type) as caught:
         call()
@@ -299,6 +334,40 @@ def test_bad_input_is_explained_and_recorded(tmp_path, kind):
     assert message in log and log.rstrip().endswith("run ended: FAILED")
     run_json = read_json(sacred_run_dirs(tmp_path / "train_logs" / "sacred")[0] / "run.json")
     assert run_json["status"] == "FAILED" and message in "".join(run_json["fail_trace"])
+
+
+@pytest.mark.parametrize(
+    "kind, cause",
+    [
+        ("a file", "is a file, not a directory"),
+        ("inside a file", "is a file, not a directory"),
+        ("/proc", "cannot hold run directories: No such file or directory"),
+        ("read-only", "cannot hold run directories: Permission denied"),
+    ],
+)
+def test_a_save_path_that_cannot_hold_runs_is_one_clear_error_before_anything_is_recorded(tmp_path, kind, cause):
+    (tmp_path / "notes.txt").write_text("not a directory")
+    read_only = tmp_path / "shared"
+    read_only.mkdir(mode=0o555)
+    if kind == "read-only" and os.access(read_only, os.W_OK):
+        pytest.skip("the tests run as root, who can write anywhere")
+    save_path = {
+        "a file": tmp_path / "notes.txt",
+        "inside a file": tmp_path / "notes.txt" / "runs",
+        "/proc": Path("/proc/blowtorch-runs"),
+        "read-only": read_only / "runs",
+    }[kind]
+    run = new_run(flags=("-F", str(tmp_path / "observed")))
+    add_regression_steps(run)
+    with pytest.raises(OptionError) as caught:
+        run(torch.nn.Linear(4, 1), regression_loaders()[0], max_epochs=2, use_gpu=False, save_path=save_path)
+    message = str(caught.value)
+    assert message.startswith(f"save_path '{save_path}' cannot hold run directories") and cause in message
+    assert "Pass " in message  # and says what to do
+    error = caught.value  # one error, not the OSError and then this one
+    assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)
+    assert not (tmp_path / "observed").exists()  # no sacred record
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "shared"]
 
 
 def test_a_run_object_trains_once():

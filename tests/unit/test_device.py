@@ -1,3 +1,5 @@
+import logging
+import warnings
 from collections import namedtuple
 from dataclasses import dataclass
 
@@ -21,9 +23,14 @@ def test_cpu_when_asked():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback of a machine without CUDA")
-def test_use_gpu_without_cuda_falls_back_to_cpu_with_one_warning():
-    with pytest.warns(RuntimeWarning, match="CUDA is not available on this machine; training on the CPU"):
-        assert select_device(use_gpu=True, gpu_id=0) == torch.device("cpu")
+def test_use_gpu_without_cuda_falls_back_to_cpu_with_one_info_line(caplog):
+    # use_gpu=True is the default: every run on a laptop goes through here, so no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with caplog.at_level(logging.INFO, logger="blowtorch"):
+            assert select_device(use_gpu=True, gpu_id=0) == torch.device("cpu")
+    assert [(r.name, r.levelname) for r in caplog.records] == [("blowtorch", "INFO")]
+    assert "CUDA is not available on this machine: training on the CPU" in caplog.records[0].getMessage()
 
 
 def test_gpu_id_that_does_not_exist_names_the_devices_there_are(monkeypatch):

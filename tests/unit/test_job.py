@@ -13,7 +13,7 @@ from blowtorch.job import TrainingJob
 from blowtorch.loggers.progress import Progress
 from blowtorch.options import RunOptions
 from blowtorch.sacred_bridge.record import RunRecord
-from blowtorch.setup import TrainingInputs
+from blowtorch.setup import TrainingInputs, prepare
 from tests.helpers import regression_loaders
 
 
@@ -45,7 +45,7 @@ def job(tmp_path, **options) -> TrainingJob:
         options=RunOptions(max_epochs=2, use_gpu=False, save_path=tmp_path / "runs", run_name="plain", **options),
         progress=Progress(enabled=False),
     )  # fmt: skip
-    return TrainingJob(inputs)
+    return TrainingJob(prepare(inputs, point=None))
 
 
 def test_a_job_without_sacred_writes_its_run_directory_and_reports_to_its_record(tmp_path):

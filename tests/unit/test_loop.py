@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import signal
+import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from blowtorch import NonFiniteLossError
+from blowtorch import NonFiniteLossError, OptionError, UsageError
 from blowtorch.hooks import HookRegistry
 from blowtorch.interrupt import Interrupted
 from blowtorch.loggers.base import BaseLogger, RunInfo
@@ -231,3 +233,97 @@ def test_replaying_an_epoch_from_an_in_epoch_checkpoint_is_bit_exact(stop_after_
         assert torch.equal(value, second.trainee.model.state_dict()[key]), key
     resumed_epochs = straight.logger.metrics("train")[checkpoint.state.epoch :]
     assert second.logger.metrics("train") == resumed_epochs  # the replayed epoch's means included
+
+
+def test_the_baseline_epoch_finds_a_loss_that_cannot_be_back_propagated_at_its_first_step():
+    steps: list[int] = []
+    hooks = HookRegistry()
+    hooks.register("train_step", lambda batch, model, step: steps.append(step) or mse_step(batch, model)["loss"].detach())
+    run = harness(hooks=hooks, data=loaders(validation=False), optimize_first=False)
+    with pytest.raises(UsageError, match="the optimized metric 'loss' returned by train_step does not require grad"):
+        fit(run.trainee, TrainState())
+    assert steps == [0]
+
+
+def batchnorm_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 1))
+
+
+@pytest.mark.parametrize("checkpoint_every_n_steps", [None, 2])
+def test_the_baseline_epoch_leaves_batchnorm_statistics_as_it_found_them(checkpoint_every_n_steps):
+    model = batchnorm_model()
+    before = copy.deepcopy(model.state_dict())
+    run = harness(model, optimize_first=False, max_epochs=1, checkpoint_every_n_steps=checkpoint_every_n_steps)
+    fit(run.trainee, TrainState())
+    for saved in [*run.saved, Saved(TrainState(), {}, None, False, model.state_dict(), {})]:  # and the model itself
+        for key, value in before.items():
+            assert torch.equal(saved.model[key], value), key
+    assert len(run.saved) == (3 if checkpoint_every_n_steps else 1)
+    trained = harness(batchnorm_model(), optimize_first=True, max_epochs=1)  # an optimizing epoch does update them
+    fit(trained.trainee, TrainState())
+    assert not torch.equal(trained.trainee.model.state_dict()["1.running_mean"], before["1.running_mean"])
+
+
+@pytest.mark.parametrize("misnamed", ["checkpoint_metric", "monitor"])
+def test_a_misnamed_metric_fails_at_the_end_of_the_baseline_epoch(misnamed):
+    schedulers = None
+    if misnamed == "monitor":
+        schedulers = lambda opt: {"scheduler": torch.optim.lr_scheduler.ReduceLROnPlateau(opt), "monitor": "val.acc"}  # noqa: E731
+    options = {"checkpoint_metric": "val.acc"} if misnamed == "checkpoint_metric" else {}
+    run = harness(schedulers=schedulers, optimize_first=False, **options)
+    with pytest.raises(OptionError, match=rf"{misnamed} 'val.acc' is not among the validation metrics \['loss', 'size'\]"):
+        fit(run.trainee, TrainState())
+    assert [phase for _, phase, *_ in run.logger.events] == ["train", "lr", "val"]  # epoch 0 only
+    assert run.saved == []  # the baseline trained nothing worth keeping
+
+
+def test_a_misnamed_metric_after_an_optimizing_epoch_keeps_its_training_in_a_checkpoint():
+    run = harness(optimize_first=True, checkpoint_metric="accuracy")
+    with pytest.raises(OptionError, match="The training of epoch 0 is kept in checkpoints/latest.pt"):
+        fit(run.trainee, TrainState())
+    kept = run.saved[-1]
+    assert kept.position is not None and kept.position.train_metrics is not None  # resumes with validation
+    assert kept.state.global_step == 5 and kept.position.batches_done == 5
+
+
+def test_a_non_finite_loss_is_noticed_within_about_a_second_not_at_the_end_of_the_epoch():
+    steps: list[int] = []
+
+    def step(batch, model, step):
+        steps.append(step)
+        time.sleep(0.005)  # 2,000 steps of 5 ms: the epoch would end after about 10 s
+        return mse_step(batch, model)["loss"] * (float("nan") if step >= 3 else 1.0)
+
+    hooks = HookRegistry()
+    hooks.register("train_step", step)
+    x = torch.randn(2000, 3)
+    run = harness(hooks=hooks, data=(DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=1), None))
+    with pytest.raises(NonFiniteLossError, match="in epoch 0, first at global step 3"):
+        fit(run.trainee, TrainState())
+    assert len(steps) < 1000  # read about once a second, not only when the 2,000 steps are done
+
+
+def test_resuming_after_the_last_training_batch_gives_no_scheduler_warning():
+    def stopping_step(batch, model, step):
+        if step == 4:  # the last of epoch 0's five batches
+            first.trainee.stop.signal_number = signal.SIGINT
+        return mse_step(batch, model)
+
+    def step_lr(optimizer):
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+
+    hooks = HookRegistry()
+    hooks.register("train_step", stopping_step)
+    first = harness(hooks=hooks, schedulers=step_lr, data=loaders(validation=False))
+    with pytest.raises(Interrupted):
+        fit(first.trainee, TrainState())
+    checkpoint = first.saved[-1]
+    assert checkpoint.position is not None and checkpoint.position.batches_done == 5
+
+    second = harness(schedulers=step_lr, data=loaders(validation=False), max_epochs=1)
+    second.trainee.optimizers.optimizers["main"].load_state_dict(checkpoint.optimizers["optimizers"]["main"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "lr_scheduler.step() before optimizer.step()" included
+        fit(second.trainee, copy.deepcopy(checkpoint.state), Resumption(checkpoint.rng, checkpoint.position))
+    assert second.logger.metrics("lr") == [{"main": 0.05}]

@@ -1,0 +1,39 @@
+"""Warnings that point at the user's code, not at blowtorch's.
+
+A warning is shown with the file and line it is attributed to. blowtorch warns from deep inside
+``run(...)`` (under sacred's run, the job and the loop), where a fixed ``stacklevel`` would show a
+line of blowtorch or sacred. :func:`warn` attributes the warning to the first frame outside
+blowtorch and the libraries it calls through: the user's ``run(...)`` or ``Run(...)`` line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import warnings
+
+import sacred
+
+_INTERNAL_PREFIXES = (
+    os.path.dirname(os.path.abspath(__file__)) + os.sep,  # blowtorch itself
+    os.path.dirname(os.path.abspath(sacred.__file__)) + os.sep,  # sacred runs the job as its main function
+)
+_INTERNAL_FILES = {os.path.abspath(contextlib.__file__)}
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn(message, category)``, shown at the user's line that led here."""
+    frame = sys._getframe(1)
+    level = 2  # 1 would be the warnings.warn line below, 2 the caller of this function
+    while frame.f_back is not None and _is_internal(frame.f_code.co_filename):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)
+
+
+def _is_internal(filename: str) -> bool:
+    if filename.startswith("<frozen") or f"{os.sep}wrapt{os.sep}" in filename:
+        return True  # import machinery; sacred's captured functions are wrapt wrappers
+    path = os.path.abspath(filename)
+    return path.startswith(_INTERNAL_PREFIXES) or path in _INTERNAL_FILES
