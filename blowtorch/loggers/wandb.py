@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,9 @@ class WandbLogger(BaseLogger):
         if previous_id is not None:  # this run directory logged to wandb before: continue that wandb run
             settings.update(id=previous_id, resume="allow")
         settings.update(self.kwargs)
+        if settings.get("mode") != "disabled":  # a disabled wandb run needs no service
+            with output_to_devnull():
+                wandb.setup()  # starts the service, unless this process has one already
         self.run = wandb.init(**settings)
         if previous_id is None:
             (run.run_dir / ID_FILE).write_text(self.run.id + "\n")
@@ -62,6 +68,33 @@ class WandbLogger(BaseLogger):
         if self.run is not None:
             self.run.summary["status"] = status
             self.run.finish(exit_code={FAILED: 1, INTERRUPTED: 130}.get(status, 0))
+
+
+@contextmanager
+def output_to_devnull() -> Iterator[None]:
+    """Points file descriptors 1 and 2 (stdout, stderr) at os.devnull for the duration.
+
+    For starting wandb's service process (wandb-core), which inherits them and lives until this
+    process ends. During a run they are sacred's capture pipes (``--capture=fd``, the default on
+    Linux): a service holding them open keeps sacred's ``tee`` processes from ever seeing the end
+    of their input, so at the end of every run sacred waits for them, kills them and warns
+    ``tee_stdout.wait timeout. Forcibly terminating``. The service keeps its own log files, and
+    wandb itself starts a detached service with its output on os.devnull. The run's own output,
+    wandb's messages included, is written by this process and stays captured.
+    """
+    sys.stdout.flush()  # what was printed before goes where it was meant to
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
 
 
 def run_id_of(run_dir: Path) -> str | None:

@@ -12,7 +12,17 @@ from torch import nn
 
 from blowtorch import BaseLogger, MissingExtraError, OptionError, Run
 from blowtorch.loggers import TensorBoardLogger, WandbLogger
-from tests.helpers import read_json, regression_loaders, sacred_run_dirs, tensorboard_scalars, wandb_history, wandb_records
+from tests.helpers import (
+    assert_ok,
+    read_json,
+    regression_loaders,
+    run_python,
+    sacred_run_dirs,
+    tensorboard_scalars,
+    wandb_history,
+    wandb_records,
+    write_script,
+)
 
 
 def make_run(**kwargs) -> Run:
@@ -104,6 +114,51 @@ def test_wandb_offline_run_holds_config_metrics_and_resumes_with_the_same_id(tmp
         assert steps == sorted(steps) and len(set(steps)) == len(steps)  # wandb's own step only grows
     sacred = sacred_metrics(tmp_path)
     assert [row["val/loss"] for row in first_rows if "val/loss" in row] == sacred["val.loss"]["values"]
+
+
+def test_wandb_runs_end_cleanly_with_their_output_captured_by_sacred(tmp_path):
+    # sacred's default capture (fd) tees stdout/stderr through pipes; wandb's service process must not
+    # keep them open, or sacred waits for the tee processes, kills them and warns on every run.
+    # Two runs in one process: the second one reuses the process's wandb service.
+    script = write_script(
+        tmp_path,
+        """
+        import torch
+        from blowtorch import Run
+        from blowtorch.loggers import WandbLogger
+
+        x = torch.randn(64, 4)
+        data = list(zip(x.split(16), x.sum(dim=1, keepdim=True).split(16)))
+        for name in ("first", "second"):
+            run = Run(random_seed=1, name=name, save_git_info=False)
+
+            @run.train_step
+            @run.validate_step
+            def step(batch, model):
+                return (model(batch[0]) - batch[1]).pow(2).mean()
+
+            @run.configure_optimizers
+            def configure(model):
+                return torch.optim.SGD(model.parameters(), lr=0.1)
+
+            run(torch.nn.Linear(4, 1), data, data, max_epochs=2, use_gpu=False,
+                loggers=[WandbLogger(mode="offline", project="blowtorch-tests")])
+        """,
+    )
+    result = run_python(script, cwd=tmp_path)
+    assert_ok(result)
+    assert "tee_stdout" not in result.stderr and "tee_stderr" not in result.stderr and "Forcibly terminating" not in result.stderr
+
+    sacred_dirs = sacred_run_dirs(tmp_path / "train_logs" / "sacred")
+    assert len(sacred_dirs) == 2
+    for sacred_dir in sacred_dirs:
+        assert read_json(sacred_dir / "run.json")["status"] == "COMPLETED"
+        cout = (sacred_dir / "cout.txt").read_text()
+        assert "epoch 1 val   loss=" in cout and "wandb: Run summary:" in cout  # blowtorch's and wandb's output
+    wandb_files = sorted((tmp_path / "train_logs").glob("*/wandb/offline-run-*/run-*.wandb"))
+    assert len(wandb_files) == 2
+    for wandb_file in wandb_files:
+        assert [row["epoch"] for row in wandb_history(wandb_file) if "val/loss" in row] == [0, 1]
 
 
 @pytest.mark.parametrize(
