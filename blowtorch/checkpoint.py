@@ -33,6 +33,7 @@ def build_checkpoint(
     position: EpochPosition | None,
     rng: dict[str, Any],
     config: dict[str, Any],
+    command_line: dict[str, Any],
     sacred_run_id: Any,
 ) -> dict[str, Any]:
     """Everything needed to continue the run from ``state``: after its epoch, or at ``position`` inside it."""
@@ -48,6 +49,7 @@ def build_checkpoint(
         "position": None if position is None else position.as_dict(),
         "rng": rng,
         "config": config,
+        "command_line": command_line,  # named configs and `with` updates: --resume repeats them
         "sacred_run_id": None if sacred_run_id is None else str(sacred_run_id),
         "versions": {"blowtorch": __version__, "torch": str(torch.__version__)},
     }

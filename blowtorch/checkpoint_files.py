@@ -86,6 +86,13 @@ class CheckpointStore:
 
         return sorted(paths, key=progress, reverse=True)
 
+    def progress_of(self, path: Path) -> tuple[int, int] | None:
+        """``(epoch, global_step)`` of a checkpoint as the manifest recorded it (None: not recorded)."""
+        meta = _read_manifest(self.directory).get("files", {}).get(path.name, {})
+        if meta.get("epoch") is None or meta.get("global_step") is None:
+            return None
+        return int(meta["epoch"]), int(meta["global_step"])
+
     # ---- writing ---------------------------------------------------------------------------
 
     def _replace(self, name: str, meta: dict[str, Any], write: Callable[[BinaryIO], None], needed: int) -> tuple[int, int]:

@@ -9,6 +9,9 @@ SIGTERM); the loggers are finished and the run directory's files stored in every
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 from blowtorch.interrupt import Interrupted
@@ -16,23 +19,31 @@ from blowtorch.loggers.base import COMPLETED, FAILED, INTERRUPTED
 from blowtorch.loggers.fanout import LoggerFanout
 from blowtorch.loggers.textfile import TextFileLogger
 from blowtorch.loop import fit
+from blowtorch.run_lock import RunDirectoryLock
 from blowtorch.rundir import RunDirectory
 from blowtorch.sacred_bridge.record import RunRecord
 from blowtorch.setup import Prepared, run_directory, set_up
 from blowtorch.state import TrainState
+from blowtorch.user_warnings import warn
 
 
 class TrainingJob:
     """Called with the run's record; returns a summary that the record stores as the result."""
 
-    def __init__(self, prepared: Prepared, *, resume_from_command_line: bool = False) -> None:
+    def __init__(self, prepared: Prepared, resume_command: Callable[[Path], str] | None = None) -> None:
         self.prepared = prepared
-        self.resume_from_command_line = resume_from_command_line
+        self.resume_command = resume_command or (lambda run_dir: f"run(..., resume={str(run_dir)!r})")
         self.run_dir: RunDirectory | None = None
 
     def __call__(self, record: RunRecord) -> dict[str, Any]:
         options = self.prepared.inputs.options
         self.run_dir = run_dir = run_directory(options, record, self.prepared.point)
+        resumed_in_place = self.prepared.point is not None and self.prepared.point.run_dir is not None
+        with nullcontext() if resumed_in_place else RunDirectoryLock(run_dir.path):  # run(...) holds a resumed one
+            return self._run(record, run_dir)
+
+    def _run(self, record: RunRecord, run_dir: RunDirectory) -> dict[str, Any]:
+        options = self.prepared.inputs.options
         record.set_info("run_dir", str(run_dir.path))
         text_log = TextFileLogger(run_dir)
         record.watch(run_dir.path, text_log.note)
@@ -48,15 +59,16 @@ class TrainingJob:
                 run_dir=run_dir,
                 loggers=loggers,
                 text_log=text_log,
-                resume_from_command_line=self.resume_from_command_line,
             )
             state = ready.state
             replaying = ready.resumption is not None and ready.resumption.position is not None
             if state.epoch >= options.max_epochs and not replaying:
-                text_log.note(
-                    f"nothing left to train: epochs 0-{state.epoch - 1} are done and "
-                    f"max_epochs={options.max_epochs}; raise max_epochs to continue"
+                nothing_left = (
+                    f"nothing left to train: epochs 0-{state.epoch - 1} are done and max_epochs={options.max_epochs} "
+                    f"is the total; raise max_epochs to continue"
                 )
+                warn(nothing_left)
+                text_log.note(nothing_left)
             training = True
             with ready.trainee.stop:
                 fit(ready.trainee, state, ready.resumption)
@@ -71,7 +83,7 @@ class TrainingJob:
             text_log.note(
                 f"interrupted by {signal.Signals(interrupted.signal_number).name} in epoch {state.epoch} after global "
                 f"step {state.global_step}; checkpoints/latest.pt holds the state to continue from.\n"
-                f"To resume: python <your script> --resume {run_dir.path} (or run(..., resume='{run_dir.path}'))"
+                f"To resume: {self.resume_command(run_dir.path)}"
             )
             raise
         except KeyboardInterrupt:

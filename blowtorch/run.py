@@ -7,8 +7,10 @@ the run's life cycle to ``job``, what happens before the first step to ``setup``
 
 from __future__ import annotations
 
+import shlex
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +26,7 @@ from blowtorch.loggers.base import BaseLogger
 from blowtorch.loggers.progress import Progress
 from blowtorch.options import RunOptions
 from blowtorch.resume import ResumePoint, find_resume_point
+from blowtorch.run_lock import RunDirectoryLock
 from blowtorch.rundir import check_save_path
 from blowtorch.sacred_bridge.experiment import SacredBridge
 from blowtorch.setup import TrainingInputs, prepare
@@ -74,12 +77,12 @@ class Run:
             mongo_db_name=mongo_db_name,
             mongo_timeout=mongo_timeout,
         )
-        # `--resume PATH` on the command line: the checkpoint's config is the base of this run.
+        # `--resume PATH` on the command line: the run's own command line is repeated (see configure).
         self._resume_point = find_resume_point(self._bridge.resume_path) if self._bridge.resume_path else None
         self._bridge.configure(
             load_config_files(config_files),
             random_seed,
-            self._resume_point.config if self._resume_point is not None else None,
+            self._resume_point.checkpoint if self._resume_point is not None else None,
         )
         self._config: ConfigDict | None = None
         self._job: TrainingJob | None = None
@@ -226,15 +229,25 @@ class Run:
         # Everything that can be checked is checked before sacred records the run: a typo leaves
         # no FAILED run in the database and no directory in save_path.
         point = self._resume_point_for(resume)
-        prepared = prepare(inputs, point)
-        check_save_path(options.save_path)
-        self._job = TrainingJob(prepared, resume_from_command_line=self._resume_point is not None)
-        try:
-            return self._bridge.start(self._job, Path(save_path))  # type: ignore[no-any-return]
-        except Interrupted as interrupted:  # sacred has recorded INTERRUPTED and latest.pt is written
-            raise SystemExit(interrupted.exit_code) from None
-        except KeyboardInterrupt:  # a second Ctrl-C, or one before training started; sacred has recorded it
-            raise SystemExit(130) from None
+        # A resumed run directory is held from here on; a new one by the job, once it exists.
+        with RunDirectoryLock(point.run_dir) if point is not None and point.run_dir is not None else nullcontext():
+            prepared = prepare(inputs, point)
+            check_save_path(options.save_path)
+            self._job = TrainingJob(prepared, resume_command=self._resume_command)
+            try:
+                return self._bridge.start(self._job, Path(save_path))  # type: ignore[no-any-return]
+            except Interrupted as interrupted:  # sacred has recorded INTERRUPTED and latest.pt is written
+                assert self._job.run_dir is not None
+                print(f"To resume: {self._resume_command(self._job.run_dir.path)}", file=sys.stderr)
+                raise SystemExit(interrupted.exit_code) from None
+            except KeyboardInterrupt:  # a second Ctrl-C, or one before training started; sacred has recorded it
+                raise SystemExit(130) from None
+
+    def _resume_command(self, run_dir: Path) -> str:
+        """How to continue an interrupted run: the script's command line, or ``run(...)`` in a notebook."""
+        if self._bridge.interactive:
+            return f"run(..., resume={str(run_dir)!r})"
+        return shlex.join(["python", self._bridge.argv[0], "--resume", str(run_dir)])
 
     def _resume_point_for(self, resume: str | Path | None) -> ResumePoint | None:
         if self._resume_point is not None:

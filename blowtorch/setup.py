@@ -41,7 +41,7 @@ from blowtorch.loop import Trainee
 from blowtorch.optim import OptimizerSet, parse_optimizers
 from blowtorch.options import RunOptions, check_loader
 from blowtorch.resume import ResumePoint, Resumption, config_differences
-from blowtorch.rundir import RunDirectory, generate_slug, plain_config
+from blowtorch.rundir import CHECKPOINTS, RunDirectory, generate_slug, plain_config
 from blowtorch.sacred_bridge.record import RunRecord
 from blowtorch.state import EpochPosition, TrainState
 from blowtorch.summary import model_summary, source_listing
@@ -147,13 +147,12 @@ def set_up(
     run_dir: RunDirectory,
     loggers: LoggerFanout,
     text_log: TextFileLogger,
-    resume_from_command_line: bool,
 ) -> Training:
     """Steps 5-7 above. ``loggers`` is started here; the caller finishes it, also after a failure."""
     inputs, point, model = prepared.inputs, prepared.point, prepared.inputs.model
     config = plain_config(record.config)
     if point is not None:
-        _record_resume(record, point, config, prepared.settings_changes, text_log, resume_from_command_line)
+        _record_resume(record, point, config, prepared.settings_changes, text_log)
     run_dir.write_config(config)
     run_dir.write_text("model-summary.txt", model_summary(model))
     run_dir.write_text("source.txt", source_listing(model, inputs.hooks.functions()))
@@ -182,7 +181,7 @@ def set_up(
         loggers=loggers,
         progress=inputs.progress,
         save_checkpoint=CheckpointWriter(
-            CheckpointStore(run_dir.checkpoints, inputs.options.keep_last_epochs), model, prepared.optimizers, config, record.id
+            CheckpointStore(run_dir.checkpoints, inputs.options.keep_last_epochs), model, prepared.optimizers, config, record
         ),
     )
     return Training(trainee, prepared.state, prepared.resumption)
@@ -192,13 +191,14 @@ class CheckpointWriter:
     """The loop's ``save_checkpoint``: builds the payload and hands it to the run directory's store."""
 
     def __init__(
-        self, store: CheckpointStore, model: torch.nn.Module, optimizers: OptimizerSet, config: dict[str, Any], run_id: Any
+        self, store: CheckpointStore, model: torch.nn.Module, optimizers: OptimizerSet, config: dict[str, Any], record: RunRecord
     ) -> None:
         self.store = store
         self.model = model
         self.optimizers = optimizers
         self.config = config
-        self.run_id = run_id
+        self.command_line = plain_config(record.command_line)
+        self.run_id = record.id
 
     def __call__(
         self, state: TrainState, rng: dict[str, Any], *, position: EpochPosition | None = None, is_best: bool = False
@@ -211,6 +211,7 @@ class CheckpointWriter:
             position=position,
             rng=rng,
             config=self.config,
+            command_line=self.command_line,
             sacred_run_id=self.run_id,
         )
         self.store.save(payload, epoch_end=position is None, is_best=is_best)
@@ -228,7 +229,6 @@ def _record_resume(
     config: dict[str, Any],
     settings_changes: list[str],
     text_log: TextFileLogger,
-    from_command_line: bool,
 ) -> None:
     """sacred has no resume: the new run records where it continues from, and what changed (in one warning)."""
     record.set_info(
@@ -242,14 +242,10 @@ def _record_resume(
         },
     )
     text_log.note(f"resuming from {point.description}, written by sacred run {point.checkpoint.get('sacred_run_id')}")
-    sections = []
+    sections = [rewind] if (rewind := _rewind(point)) else []
     differences = config_differences(point.config, config)
     if differences:
-        if from_command_line:
-            intro = "resuming with command-line config updates on top of the checkpoint's config"
-        else:
-            intro = "the config of this run differs from the config of the checkpoint it resumes from"
-        sections.append(f"{intro}:\n  " + "\n  ".join(differences))
+        sections.append("the config of this run differs from the config of the checkpoint it resumes from:\n  " + "\n  ".join(differences))
     if settings_changes:
         sections.append(
             "configure_optimizers built optimizers or schedulers with other settings than the checkpoint's; the new "
@@ -260,6 +256,23 @@ def _record_resume(
         message = "\n".join(sections)
         warn(message)
         text_log.note(message)
+
+
+def _rewind(point: ResumePoint) -> str | None:
+    """What is trained again when the checkpoint is older than the newest one of its run directory."""
+    if point.run_dir is None:
+        return None
+    store = CheckpointStore(point.run_dir / CHECKPOINTS)
+    newest = store.newest_first()
+    further = store.progress_of(newest[0]) if newest and newest[0] != point.path else None
+    step = point.checkpoint["state"]["global_step"]
+    if further is None or further[1] <= step:
+        return None
+    return (
+        f"rewinding: {point.path.name} (global step {step}) is older than {newest[0].name} (epoch {further[0]}, global "
+        f"step {further[1]}), so the training after global step {step} is done again; in log.txt, the lines after this "
+        f"one replace those of the same epochs above"
+    )
 
 
 def run_directory(options: RunOptions, record: RunRecord, point: ResumePoint | None) -> RunDirectory:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import random
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,7 @@ class SacredBridge:
         self._save_git_info = save_git_info
         self._mongo = (mongo_uri, mongo_db_name, mongo_timeout)
         mainfile = caller_globals.get("__file__")
-        interactive = mainfile is None
+        self.interactive = interactive = mainfile is None
         if interactive and not name:
             raise ConfigError(
                 "Run() is used interactively (a notebook or a REPL has no script file); pass a name, "
@@ -104,18 +104,26 @@ class SacredBridge:
         return self.args.get("--resume") or None
 
     def configure(
-        self, config_dicts: Sequence[dict[str, Any]], random_seed: int | None, checkpoint_config: dict[str, Any] | None
+        self, config_dicts: Sequence[dict[str, Any]], random_seed: int | None, checkpoint: Mapping[str, Any] | None
     ) -> None:
         """Add the config and fix the seed, seeding python, numpy and torch right away.
 
-        With ``checkpoint_config`` (``--resume``), the checkpoint's config is the base and beats
-        config scopes; ``with`` updates from the command line still apply on top.
+        With the ``checkpoint`` of ``--resume``, the resumed run's own command line (its named
+        configs and ``with`` updates, recorded in the checkpoint) is repeated on the current config
+        files and scopes, with the checkpoint's seed, and this command line's updates apply on top.
+        A checkpoint that recorded no command line (blowtorch < 0.7) is itself the base config.
         """
-        if checkpoint_config is not None:
-            config = merge_configs([checkpoint_config])
-            self.config_updates = merge_configs([checkpoint_config, self.config_updates])
-        else:
-            config = merge_configs(config_dicts)
+        config = merge_configs(config_dicts)
+        if checkpoint is not None:
+            recorded = checkpoint.get("command_line")
+            if recorded is None:
+                config = merge_configs([checkpoint["config"]])
+                self.config_updates = merge_configs([checkpoint["config"], self.config_updates])
+            else:
+                named = list(recorded["named_configs"])
+                self.named_configs = [*named, *(n for n in self.named_configs if n not in named)]
+                seed = {"seed": checkpoint["config"]["seed"]} if "seed" in checkpoint["config"] else {}
+                self.config_updates = merge_configs([seed, recorded["config_updates"], self.config_updates])
         self.seed = self._fix_seed(random_seed, config)
         config["seed"] = self.seed
         try:

@@ -50,6 +50,11 @@ class RunRecord(BaseLogger):
         """The resolved config, ``seed`` included."""
         return self._config
 
+    @property
+    def command_line(self) -> dict[str, Any]:
+        """The named configs and ``with`` updates the config was resolved with; ``--resume`` repeats them."""
+        return {"named_configs": [], "config_updates": {}}
+
     def set_info(self, key: str, value: Any) -> None:
         """An entry of the run's ``info`` (sent to the observers with every heartbeat)."""
 
@@ -83,6 +88,11 @@ class SacredRecord(RunRecord):
     @property
     def cli_name(self) -> str | None:
         return self._run.meta_info["options"].get("--name") or None
+
+    @property
+    def command_line(self) -> dict[str, Any]:
+        meta = self._run.meta_info
+        return {"named_configs": list(meta.get("named_configs", ())), "config_updates": dict(meta.get("config_updates") or {})}
 
     def set_info(self, key: str, value: Any) -> None:
         self._run.info[key] = value

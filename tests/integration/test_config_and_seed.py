@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 import yaml
 
 from blowtorch import ConfigError, ConfigKeyError, Run
-from tests.helpers import only_run_dir, read_json, regression_loaders, sacred_run_dirs
+from tests.helpers import EXAMPLES, assert_ok, only_run_dir, read_json, regression_loaders, run_python, sacred_run_dirs
 
 
 def write(path, text):
@@ -172,3 +174,34 @@ def test_setting_a_config_value_through_the_run_is_the_same_read_only_error(conf
     with pytest.raises(ConfigError, match="the resolved config is read-only"):
         run["model"]["num_layers"] = 3
     assert run["model.num_layers"] == 2
+
+
+def test_resume_repeats_the_runs_command_line_on_the_current_config_files(tmp_path):
+    """`--resume` re-resolves the run's named configs and `with` updates with today's config files
+    and scopes: an edited YAML takes effect, derived values follow a new `with`, the seed is kept,
+    and one warning lists every difference to the checkpoint's config."""
+    shutil.copytree(EXAMPLES, tmp_path / "examples")
+    script = tmp_path / "examples" / "configured" / "train.py"
+    assert_ok(run_python(script, "with", "quick", "train.max_epochs=2", "data.batch_size=128", cwd=tmp_path))
+    run_dir = only_run_dir(tmp_path / "train_logs")
+    first = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert (first["data"]["samples"], first["steps_per_epoch"]) == (1024, 8)  # `quick`, and the scope's 1024 // 128
+    defaults = script.parent / "config" / "default.yaml"
+    defaults.write_text(defaults.read_text().replace("weight_decay: 0.0", "weight_decay: 0.01"))
+
+    resumed = run_python(script, "--resume", str(run_dir), "with", "data.batch_size=64", "train.max_epochs=3", cwd=tmp_path)
+    assert_ok(resumed)
+    warning = resumed.stderr[resumed.stderr.index("differs from the config of the checkpoint") :]
+    listed = [line.strip() for line in warning.splitlines()[1:] if line.startswith("  ")]
+    assert listed[:4] == [
+        "data.batch_size: 128 -> 64",
+        "optim.weight_decay: 0.0 -> 0.01",  # the edited file
+        "steps_per_epoch: 8 -> 16",  # derived by the config scope from the new batch size
+        "train.max_epochs: 2 -> 3",
+    ]
+    assert "optimizer 'main' weight_decay: 0.0 -> 0.01" in warning  # and the optimizer takes it
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["data"]["samples"] == 1024 and config["seed"] == first["seed"]  # `quick` repeated, seed kept
+    meta = read_json(sacred_run_dirs(tmp_path / "train_logs" / "sacred")[-1] / "run.json")["meta"]
+    assert meta["named_configs"] == ["quick"]
+    assert meta["config_updates"]["data"] == {"batch_size": 64} and meta["config_updates"]["train"] == {"max_epochs": 3}
