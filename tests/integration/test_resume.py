@@ -151,7 +151,8 @@ def test_ctrl_c_during_validation_checkpoints_the_training_pass_and_resumes_exac
 
 def test_max_epochs_is_a_total(tmp_path):
     first = train(tmp_path, max_epochs=3)
-    again = train(tmp_path, max_epochs=3, resume=first.run_dir)
+    with pytest.warns(UserWarning, match="nothing left to train: epochs 0-2 are done and max_epochs=3 is the total"):
+        again = train(tmp_path, max_epochs=3, resume=first.run_dir)
     assert "nothing left to train" in (first.run_dir / "log.txt").read_text()
     assert final_state(again.run_dir)["epoch"] == 2
     more = train(tmp_path, max_epochs=5, resume=first.run_dir / "checkpoints" / "latest.pt")
@@ -165,7 +166,10 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path):
     run_dir = next(p for p in tmp_path.iterdir() if p.name != "sacred")
     latest = run_dir / "checkpoints" / "latest.pt"  # written at step 32, inside epoch 3
     latest.write_bytes(latest.read_bytes()[:1000])  # truncated, as by a bad copy
-    with pytest.warns(RuntimeWarning, match=r"could not use latest.pt: checkpoint .* is corrupt or truncated.*Resuming from .*epoch-2.pt"):
+    with (
+        pytest.warns(RuntimeWarning, match=r"could not use latest.pt: checkpoint .* is corrupt or truncated.*Resuming from .*epoch-2.pt"),
+        pytest.warns(UserWarning, match=r"rewinding: epoch-2.pt \(global step 30\) is older than latest.pt"),
+    ):
         resumed = train(tmp_path, max_epochs=4, keep_last_epochs=2, resume=run_dir)
     assert final_state(resumed.run_dir)["epoch"] == 3
     assert "resuming from " + str(run_dir / "checkpoints" / "epoch-2.pt") in (run_dir / "log.txt").read_text()
