@@ -38,7 +38,11 @@ class Run:
         random_seed: the default of sacred's ``seed`` entry; ``with seed=N`` on the command line
             overrides it. Python, numpy and torch are seeded right here, before the model exists.
         name: the experiment name; defaults to the script's file name (required in notebooks).
-        argv: the command line to parse (default ``sys.argv``), e.g. ``["train.py", "with", "lr=0.1"]``.
+        argv: the command line to parse, program name first, e.g. ``["train.py", "with", "lr=0.1"]`` or
+            ``"train.py with lr=0.1"``; ``[]`` is none. Default: ``sys.argv``, but none in a notebook or REPL
+            (the kernel's arguments are not the experiment's). With ``sys.argv``, an error inside
+            ``run(...)`` exits with 1 showing only the script's frames, as sacred's command line does
+            (``-d``: the full traceback); otherwise the error is raised.
         observers: extra sacred observers (any ``sacred.observers.RunObserver``).
         save_git_info: let sacred record the git commit of the script (needs ``git``).
         mongo_uri: also record the run in MongoDB at this URI (auth, TLS, ``retryWrites=false``, ...);
@@ -230,6 +234,9 @@ class Run:
             raise SystemExit(interrupted.exit_code) from None
         except KeyboardInterrupt:  # a second Ctrl-C, or one before training started; sacred has recorded it
             raise SystemExit(130) from None
+        except Exception as error:  # if the sacred run had started, it has recorded FAILED with the full traceback
+            self._bridge.exit_on_failure(error)  # like sacred's command line: the user's frames, exit 1 (not with -d)
+            raise
 
     def _resume_for(self, resume: str | Path | None) -> ResumeRequest | None:
         if self._resume_point is not None:
