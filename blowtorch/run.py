@@ -42,7 +42,11 @@ class Run:
         random_seed: the default of sacred's ``seed`` entry; ``with seed=N`` on the command line
             overrides it. Python, numpy and torch are seeded right here, before the model exists.
         name: the experiment name; defaults to the script's file name (required in notebooks).
-        argv: the command line to parse (default ``sys.argv``), e.g. ``["train.py", "with", "lr=0.1"]``.
+        argv: the command line to parse, program name first, e.g. ``["train.py", "with", "lr=0.1"]`` or
+            ``"train.py with lr=0.1"``; ``[]`` is none. Default: ``sys.argv``, but none in a notebook or REPL
+            (the kernel's arguments are not the experiment's). With ``sys.argv``, an error inside
+            ``run(...)`` exits with 1 showing only the script's frames, as sacred's command line does
+            (``-d``: the full traceback); otherwise the error is raised.
         observers: extra sacred observers (any ``sacred.observers.RunObserver``).
         save_git_info: let sacred record the git commit of the script (needs ``git``).
         mongo_uri: also record the run in MongoDB at this URI (auth, TLS, ``retryWrites=false``, ...);
@@ -228,24 +232,27 @@ class Run:
         )
         # Everything that can be checked is checked before sacred records the run: a typo leaves
         # no FAILED run in the database and no directory in save_path.
-        point = self._resume_point_for(resume)
-        # A resumed run directory is held from here on; a new one by the job, once it exists.
-        with RunDirectoryLock(point.run_dir) if point is not None and point.run_dir is not None else nullcontext():
-            prepared = prepare(inputs, point)
-            check_save_path(options.save_path)
-            self._job = TrainingJob(prepared, resume_command=self._resume_command)
-            try:
+        try:
+            point = self._resume_point_for(resume)
+            # A resumed run directory is held from here on; a new one by the job, once it exists.
+            with RunDirectoryLock(point.run_dir) if point is not None and point.run_dir is not None else nullcontext():
+                prepared = prepare(inputs, point)
+                check_save_path(options.save_path)
+                self._job = TrainingJob(prepared, resume_command=self._resume_command)
                 return self._bridge.start(self._job, Path(save_path))  # type: ignore[no-any-return]
-            except Interrupted as interrupted:  # sacred has recorded INTERRUPTED and latest.pt is written
-                assert self._job.run_dir is not None
+        except Interrupted as interrupted:  # sacred has recorded INTERRUPTED and latest.pt is written
+            if self._job is not None and self._job.run_dir is not None:
                 print(f"To resume: {self._resume_command(self._job.run_dir.path)}", file=sys.stderr)
-                raise SystemExit(interrupted.exit_code) from None
-            except KeyboardInterrupt:  # a second Ctrl-C, or one before training started; sacred has recorded it
-                raise SystemExit(130) from None
+            raise SystemExit(interrupted.exit_code) from None
+        except KeyboardInterrupt:  # a second Ctrl-C, or one before training started; sacred has recorded it
+            raise SystemExit(130) from None
+        except Exception as error:  # if the sacred run had started, it has recorded FAILED with the full traceback
+            self._bridge.exit_on_failure(error)  # like sacred's command line: the user's frames, exit 1 (not with -d)
+            raise
 
     def _resume_command(self, run_dir: Path) -> str:
         """How to continue an interrupted run: the script's command line, or ``run(...)`` in a notebook."""
-        if self._bridge.interactive:
+        if not self._bridge.owns_process:  # a notebook, or a command line given as Run(argv=...)
             return f"run(..., resume={str(run_dir)!r})"
         return shlex.join(["python", self._bridge.argv[0], "--resume", str(run_dir)])
 

@@ -16,24 +16,25 @@ import warnings
 import sacred
 
 _INTERNAL_PREFIXES = (
-    os.path.dirname(os.path.abspath(__file__)) + os.sep,  # blowtorch itself
-    os.path.dirname(os.path.abspath(sacred.__file__)) + os.sep,  # sacred runs the job as its main function
+    os.path.dirname(os.path.realpath(__file__)) + os.sep,  # blowtorch itself
+    os.path.dirname(os.path.realpath(sacred.__file__)) + os.sep,  # sacred runs the job as its main function
 )
-_INTERNAL_FILES = {os.path.abspath(contextlib.__file__)}
+_INTERNAL_FILES = {os.path.realpath(contextlib.__file__)}
 
 
 def warn(message: str, category: type[Warning] = UserWarning) -> None:
     """``warnings.warn(message, category)``, shown at the user's line that led here."""
     frame = sys._getframe(1)
     level = 2  # 1 would be the warnings.warn line below, 2 the caller of this function
-    while frame.f_back is not None and _is_internal(frame.f_code.co_filename):
+    while frame.f_back is not None and is_internal_file(frame.f_code.co_filename):
         frame = frame.f_back
         level += 1
     warnings.warn(message, category, stacklevel=level)
 
 
-def _is_internal(filename: str) -> bool:
+def is_internal_file(filename: str) -> bool:
+    """Code the user did not write and need not see: blowtorch, sacred and the machinery between them."""
     if filename.startswith("<frozen") or f"{os.sep}wrapt{os.sep}" in filename:
         return True  # import machinery; sacred's captured functions are wrapt wrappers
-    path = os.path.abspath(filename)
+    path = os.path.realpath(filename)
     return path.startswith(_INTERNAL_PREFIXES) or path in _INTERNAL_FILES

@@ -48,6 +48,31 @@ def write_script(directory: Path, body: str, name: str = "train.py") -> Path:
     return path
 
 
+def execute_notebook(cells: list[str], directory: Path) -> list[str]:
+    """Execute the cells in a fresh Jupyter kernel running this interpreter; return each cell's stdout.
+
+    nbclient starts the kernel locally; a failing cell raises ``CellExecutionError`` with its traceback.
+    """
+    import nbclient
+    import nbformat
+    import pytest
+
+    # A kernelspec of our own, so that the kernel is this interpreter (with blowtorch), whatever
+    # kernels the machine has installed; the kernel inherits the environment (PYTHONPATH).
+    spec = directory / "jupyter" / "kernels" / "blowtorch-test"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "blowtorch test", "language": "python"}))
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(textwrap.dedent(cell)) for cell in cells])
+    client = nbclient.NotebookClient(
+        notebook, timeout=180, kernel_name="blowtorch-test", resources={"metadata": {"path": str(directory)}}
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JUPYTER_PATH", str(directory / "jupyter"))
+        client.execute()
+    return ["".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stdout") for cell in notebook.cells]
+
+
 def only_run_dir(save_path: Path) -> Path:
     run_dirs = [p for p in save_path.iterdir() if p.is_dir() and p.name != "sacred"]
     assert len(run_dirs) == 1, f"expected one run directory in {save_path}, found {sorted(p.name for p in run_dirs)}"

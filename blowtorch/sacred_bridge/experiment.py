@@ -13,14 +13,17 @@ Life cycle:
 3. ``start(main, ...)`` from ``run(...)``: attaches the default file storage, checks that every
    MongoDB server answers, and starts the run, which calls ``main(record)`` as its main function
    with the run's :class:`~blowtorch.sacred_bridge.record.SacredRecord`: the job never sees sacred.
+4. ``exit_on_failure(error)`` if ``run(...)`` failed: with the process's own command line, the error
+   is shown as sacred's command line shows it and the process exits with 1 (see ``errors_display``).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import shlex
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ from sacred.utils import SacredError, apply_backspaces_and_linefeeds, format_sac
 from blowtorch.config import merge_configs
 from blowtorch.errors import ConfigError, UsageError
 from blowtorch.rng import seed_everything
+from blowtorch.sacred_bridge.errors_display import exit_on_failure
 from blowtorch.sacred_bridge.mongo import check_connections
 from blowtorch.sacred_bridge.observers import DefaultFileStorageObserver, database_observers
 from blowtorch.sacred_bridge.record import RunRecord, SacredRecord
@@ -64,15 +68,16 @@ class SacredBridge:
         self._save_git_info = save_git_info
         self._mongo = (mongo_uri, mongo_db_name, mongo_timeout)
         mainfile = caller_globals.get("__file__")
-        self.interactive = interactive = mainfile is None
+        interactive = mainfile is None
         if interactive and not name:
             raise ConfigError(
                 "Run() is used interactively (a notebook or a REPL has no script file); pass a name, "
                 "e.g. Run(name='my-experiment')"
             )
         self.base_dir = str(Path(mainfile).resolve().parent) if mainfile else os.getcwd()
+        name = name or Path(mainfile).stem  # type: ignore[arg-type]
         self.experiment = Experiment(
-            name=name or Path(mainfile).stem,  # type: ignore[arg-type]
+            name=name,
             base_dir=self.base_dir,
             interactive=interactive,
             # sacred scans *its caller's* module (this one) here; the user's script is gathered below.
@@ -90,8 +95,12 @@ class SacredBridge:
                 raise UsageError(f"observers must be sacred RunObserver instances, got {type(observer).__name__}")
             self.experiment.observers.append(observer)
 
-        self.argv = _argv_list(argv)
-        self.short_usage, self.usage, internal_usage = self.experiment.get_usage(program_name=self.argv[0] or None)
+        self.argv = _command_line(argv, name, interactive)
+        _check_program_name(self.argv, argv, self.experiment.commands)
+        # Only the process's own command line ends the process on a failure (sacred's way); an argv given
+        # by the caller, or a notebook's, makes run(...) a library call that raises.
+        self.owns_process = argv is None and not interactive
+        self.short_usage, self.usage, internal_usage = self.experiment.get_usage(program_name=self.argv[0])
         self.args = docopt(internal_usage, [str(a) for a in self.argv[1:]], default_help=False)
         self._handle_help_and_command()
         self.config_updates, self.named_configs = get_config_updates(self.args["UPDATE"])
@@ -223,6 +232,17 @@ class SacredBridge:
         finally:
             self._main = None
 
+    def exit_on_failure(self, error: Exception) -> None:
+        """Show an error that ended ``run(...)`` as sacred's command line does and exit with 1; or return
+        (``-d``, ``Run(argv=...)``, a notebook), and the caller re-raises it."""
+        exit_on_failure(
+            error,
+            owns_process=self.owns_process,
+            debug=bool(self.args.get("--debug")),
+            post_mortem=bool(self.args.get("--pdb")),
+            short_usage=self.short_usage,
+        )
+
     def run_command(self) -> Any:
         """Run a command other than training (``print_config``, ...), exactly as sacred would."""
         return self.resolve()()
@@ -282,11 +302,29 @@ def _check_seed(seed: Any, origin: str) -> int:
     return seed
 
 
-def _argv_list(argv: Sequence[str] | str | None) -> list[str]:
-    if argv is None:
-        return list(sys.argv) if sys.argv and sys.argv[0] else ["notebook"]
-    if isinstance(argv, str):
-        import shlex
+def _command_line(argv: Sequence[str] | str | None, name: str, interactive: bool) -> list[str]:
+    """The command line as ``sys.argv`` spells it: the program name, then sacred's arguments.
 
-        return shlex.split(argv)
-    return [str(a) for a in argv]
+    ``None`` is the process's ``sys.argv``, except in an interactive session: there it belongs to the
+    Jupyter kernel (``ipykernel_launcher.py -f kernel.json``) or the REPL, not to the experiment. No
+    command line (``[]``, ``""``, or ``None`` interactively) is the experiment's name alone.
+    """
+    if argv is None:
+        arguments = [] if interactive else list(getattr(sys, "argv", None) or [])
+    elif isinstance(argv, str):
+        arguments = shlex.split(argv)
+    else:
+        arguments = [str(a) for a in argv]
+    if not arguments or not arguments[0]:
+        return [name, *arguments[1:]]
+    return arguments
+
+
+def _check_program_name(command_line: list[str], argv: Sequence[str] | str | None, commands: Iterable[str]) -> None:
+    """``argv`` starts with the program name, like ``sys.argv``; say so when it starts with an argument instead."""
+    first = command_line[0]
+    if argv is not None and (first in ("with", "help", *commands) or first.startswith("-")):
+        raise UsageError(
+            f"argv starts with the program name, like sys.argv, but its first entry is the argument {first!r}, which "
+            f"would be taken as the program name; put a name first, e.g. argv={['train.py', *command_line]!r}"
+        )

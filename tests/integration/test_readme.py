@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from blowtorch import Run
-from tests.helpers import EXAMPLES, REPO, assert_ok, only_run_dir, regression_loaders, run_python
+from tests.helpers import EXAMPLES, REPO, assert_ok, execute_notebook, only_run_dir, read_json, regression_loaders, run_python
 
 README = (REPO / "README.md").read_text()
 
@@ -28,6 +28,13 @@ def test_the_minimal_example_in_the_readme_is_the_example_script_and_runs(tmp_pa
     (tmp_path / "readme_minimal.py").write_text(block)
     assert_ok(run_python(tmp_path / "readme_minimal.py", "-u", cwd=tmp_path))
     assert (only_run_dir(tmp_path / "train_logs") / "checkpoints" / "best.pt").is_file()
+
+
+def test_the_notebook_example_in_the_readme_runs_in_a_jupyter_kernel(tmp_path):
+    block = next(b for b in code_blocks("python") if 'Run(name="demo"' in b)
+    execute_notebook([block, "print(summary['epochs'])"], tmp_path)
+    assert (only_run_dir(tmp_path / "train_logs") / "log.txt").is_file()
+    assert read_json(tmp_path / "train_logs" / "sacred" / "1" / "run.json")["status"] == "COMPLETED"
 
 
 def test_the_example_commands_in_the_readme_run(tmp_path):

@@ -76,8 +76,8 @@ def test_a_second_process_resuming_the_same_run_fails_at_once_and_a_killed_one_l
         log_before = (run_dir / "log.txt").read_text()
         second = run_python(script, "--resume", str(run_dir), "with", "max_epochs=3", cwd=tmp_path)
         assert second.returncode != 0
-        assert f"{run_dir} is in use by pid {first.pid} on " in second.stderr
-        assert "wait for that run to end (or stop it) before resuming it" in second.stderr
+        assert f"{run_dir} is in use: another process is training in it right now" in second.stderr
+        assert "Wait for that run to end (or stop it) before resuming it" in second.stderr
         assert (run_dir / "log.txt").read_text() == log_before  # the second one wrote nothing there
         assert len(list((tmp_path / "train_logs" / "sacred").glob("[0-9]*"))) == 2  # and recorded no run
     finally:
