@@ -16,6 +16,7 @@ from typing import Any
 
 from blowtorch.errors import OptionError
 from blowtorch.loggers.base import BaseLogger
+from blowtorch.rundir import check_run_name
 from blowtorch.user_warnings import warn
 
 
@@ -55,6 +56,8 @@ class RunOptions:
         if self.log_every_n_steps is not None:
             _check_int("log_every_n_steps", self.log_every_n_steps, 1, "or None for epoch means only")
         self.checkpoints_to_upload()
+        if self.run_name is not None:
+            check_run_name(self.run_name)
         if self.max_epochs == 1 and not self.optimize_first and not resuming:
             warn(
                 "max_epochs=1 with optimize_first=False runs only the baseline epoch 0, which does not update the "

@@ -41,7 +41,7 @@ from blowtorch.loop import Trainee
 from blowtorch.optim import OptimizerSet, parse_optimizers
 from blowtorch.options import RunOptions, check_loader
 from blowtorch.resume import ResumePoint, Resumption, config_differences
-from blowtorch.rundir import CHECKPOINTS, RunDirectory, generate_slug, plain_config
+from blowtorch.rundir import CHECKPOINTS, RunDirectory, generate_slug, plain_config, run_name_from_cli
 from blowtorch.sacred_bridge.record import RunRecord
 from blowtorch.state import EpochPosition, TrainState
 from blowtorch.summary import model_summary, source_listing
@@ -276,8 +276,9 @@ def _rewind(point: ResumePoint) -> str | None:
 
 
 def run_directory(options: RunOptions, record: RunRecord, point: ResumePoint | None) -> RunDirectory:
-    """The run's directory: a resumed run continues in its own, a new run gets a new one."""
+    """The run's directory: a resumed run continues in its own, a new run gets a new one, numbered
+    like the run's directory in the default sacred storage (see :mod:`blowtorch.rundir`)."""
     if point is not None and point.run_dir is not None:
         return RunDirectory(point.run_dir)
-    name = options.run_name or record.cli_name or generate_slug()
-    return RunDirectory.create(Path(options.save_path).absolute(), name, record.id)
+    name = options.run_name or (record.cli_name and run_name_from_cli(record.cli_name)) or generate_slug()
+    return RunDirectory.create(Path(options.save_path).absolute(), name, record.storage_number)

@@ -46,6 +46,12 @@ class RunRecord(BaseLogger):
         return None
 
     @property
+    def storage_number(self) -> int | None:
+        """The number of the run's directory in the default file storage ``<save_path>/sacred/``; None if
+        that storage does not record the run. The run directory gets the same number."""
+        return None
+
+    @property
     def config(self) -> dict[str, Any]:
         """The resolved config, ``seed`` included."""
         return self._config
@@ -93,6 +99,14 @@ class SacredRecord(RunRecord):
     def command_line(self) -> dict[str, Any]:
         meta = self._run.meta_info
         return {"named_configs": list(meta.get("named_configs", ())), "config_updates": dict(meta.get("config_updates") or {})}
+
+    @property
+    def storage_number(self) -> int | None:
+        from blowtorch.sacred_bridge.observers import DefaultFileStorageObserver
+
+        # sacred calls every observer's started_event before the main function, so the number is known
+        storages = [o for o in self._run.observers if isinstance(o, DefaultFileStorageObserver)]
+        return storages[0].number if storages else None
 
     def set_info(self, key: str, value: Any) -> None:
         self._run.info[key] = value

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 import yaml
@@ -195,3 +196,66 @@ def test_on_a_terminal_the_progress_bar_shows_the_running_loss(tmp_path):
     assert text.count("epoch 1 train:") >= 2  # a bar, redrawn in place
     assert re.search(r"epoch 1 train:\s+\d+%\|.*\| \d+/150 \[.*step/s, loss [\d.]+\]", text), text[-2000:]
     assert "epoch 1 train loss=" in text
+
+
+TINY = """
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from blowtorch import Run
+
+    run = Run(random_seed=1)
+
+
+    @run.train_step
+    @run.validate_step
+    def step(batch, model):
+        return ((model(batch[0]) - batch[1]) ** 2).mean()
+
+
+    @run.configure_optimizers
+    def configure(model):
+        return torch.optim.SGD(model.parameters(), lr=0.1)
+
+
+    data = DataLoader(TensorDataset(torch.randn(8, 2), torch.randn(8, 1)), batch_size=4)
+    run(torch.nn.Linear(2, 1), data, data, max_epochs=2, use_gpu=False)
+"""
+
+
+def test_run_directory_numbers_are_the_sacred_storage_numbers_and_never_repeat(tmp_path):
+    script = write_script(tmp_path, TINY)
+    for flags in (["-n", "plain"], ["-n", "filed", "-F", "other"], ["-n", "hidden", "-u"], ["-n", "again"]):
+        assert_ok(run_python(script, *flags, cwd=tmp_path))
+
+    save_path = tmp_path / "train_logs"
+    numbers = {p.name.split("-")[-2]: int(p.name.rsplit("-", 1)[1]) for p in save_path.iterdir() if p.name != "sacred"}
+    assert sorted(numbers) == ["again", "filed", "hidden", "plain"]
+    assert len(set(numbers.values())) == 4, f"two run directories share a number: {numbers}"
+    stored = sacred_run_dirs(save_path / "sacred")
+    assert len(stored) == 3  # the -u run is recorded nowhere
+    for directory in stored:  # a recorded run's directory carries the number of its sacred directory
+        run_dir = Path(read_json(directory / "info.json")["run_dir"])
+        assert run_dir.parent == save_path and int(run_dir.name.rsplit("-", 1)[1]) == int(directory.name)
+    # the sacred id stays the one the first observer (-F other) assigned, and the run directory records it
+    filed = next(p for p in save_path.iterdir() if "-filed-" in p.name)
+    assert [p.name for p in sacred_run_dirs(tmp_path / "other")] == ["1"]
+    assert "sacred run 1" in (filed / "log.txt").read_text()
+    assert torch.load(filed / "checkpoints" / "latest.pt", weights_only=False)["sacred_run_id"] == "1"
+
+
+def test_a_sacred_name_unsafe_for_a_directory_names_the_directory_in_a_safe_form(tmp_path):
+    result = run_python(write_script(tmp_path, TINY), "-n", "my run/1", cwd=tmp_path)
+    assert_ok(result)
+    assert "the run directory is named 'my_run_1' instead" in result.stderr
+    assert only_run_dir(tmp_path / "train_logs").name.endswith("-my_run_1-1")
+    assert read_json(tmp_path / "train_logs" / "sacred" / "1" / "run.json")["experiment"]["name"] == "my run/1"
+
+
+def test_an_unsafe_run_name_fails_naming_the_characters_and_a_safe_name(tmp_path):
+    script = write_script(tmp_path, TINY.replace("use_gpu=False)", "use_gpu=False, run_name='lr 0.1/bs 32')"))
+    result = run_python(script, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "OptionError: run_name 'lr 0.1/bs 32' contains ' ' '/'" in result.stderr
+    assert "(e.g. run_name='lr_0.1_bs_32')" in result.stderr
+    assert [p.name for p in (tmp_path / "train_logs").iterdir()] == ["sacred"]  # no run directory

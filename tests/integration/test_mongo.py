@@ -77,7 +77,7 @@ def test_a_run_lands_in_mongodb_complete(tmp_path, script, mongo_server, mongo_d
     result = run_python(script, "-m", mongo_server.sacred_m_arg(mongo_db_name), "-c", "first try", cwd=tmp_path)
     assert_ok(result)
     run_dir = only_run_dir(tmp_path / "train_logs")
-    assert run_dir.name.endswith("-1")  # MongoDB's numeric id names the run directory
+    assert run_dir.name.endswith("-1")  # MongoDB's id 1, free in the file storage too, numbers both directories
     with mongo_server.client() as client:
         database = client[mongo_db_name]
         run = database.runs.find_one({"_id": 1})
@@ -182,7 +182,10 @@ def test_ids_from_mongodb_never_collide_with_earlier_file_storage_runs(tmp_path,
     assert [p.name for p in sacred_run_dirs(tmp_path / "train_logs" / "sacred")] == ["1", "2"]
     with mongo_server.client() as client:
         run = run_document(client, mongo_db_name)
-        assert run["status"] == "COMPLETED" and Path(run["info"]["run_dir"]).name.endswith("-1")
+        assert run["status"] == "COMPLETED"
+        # MongoDB's id stays 1; the run directory has the number of the file storage's directory
+        assert Path(run["info"]["run_dir"]).name.endswith("-2")
+    assert "sacred run 1" in (Path(run["info"]["run_dir"]) / "log.txt").read_text()
 
 
 def test_omniboard_lists_the_run_with_its_metrics_and_plots_them(tmp_path, script, mongo_server, mongo_db_name, omniboard, page_screenshot):

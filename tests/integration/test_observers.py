@@ -60,6 +60,14 @@ def test_a_custom_observer_receives_the_run_and_every_epoch_metric():
     assert observer.info["run_dir"] == str(run.run_dir)
 
 
+def test_a_database_id_that_is_free_under_the_save_path_numbers_both_directories(tmp_path):
+    database = RecordingObserver(assign_id=41)
+    run = Run(name="db", argv=["t.py"], observers=[database], save_git_info=False)
+    train(run)
+    assert [p.name for p in sacred_run_dirs(tmp_path / "train_logs" / "sacred")] == ["41"]
+    assert run.run_dir.name.endswith("-41")
+
+
 def test_an_id_from_another_observer_never_collides_with_earlier_file_storage_runs(tmp_path):
     # An earlier run against another database already stored sacred/1 under this save path.
     train(Run(name="first", argv=["t.py"], save_git_info=False))
@@ -74,6 +82,8 @@ def test_an_id_from_another_observer_never_collides_with_earlier_file_storage_ru
     assert [p.name for p in stored] == ["1", "2"]  # the second run went to the next free directory
     assert read_json(stored[1] / "run.json")["experiment"]["name"] == "second"
     assert read_json(stored[1] / "run.json")["status"] == "COMPLETED"
-    assert run.run_dir.name.endswith("-1")  # the run directory carries the id the database assigned
+    # the run directory has the number of the sacred directory; the run keeps the database's id
+    assert run.run_dir.name.endswith("-2")
     assert "sacred run 1" in (run.run_dir / "log.txt").read_text()
+    assert torch.load(run.run_dir / "checkpoints" / "latest.pt", weights_only=False)["sacred_run_id"] == "1"
     assert summary["epochs"] == 2
