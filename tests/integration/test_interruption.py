@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import random
 import re
 import signal
 import subprocess
@@ -18,7 +18,11 @@ from blowtorch.checkpoint import load_checkpoint
 from tests.helpers import assert_ok, only_run_dir, read_json, run_python, write_script
 
 SCRIPT = """
+import os
+import signal
 import time
+from pathlib import Path
+
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -36,9 +40,26 @@ def settings():
     width = 64
 
 
+PAUSE_AT_STEP = int(os.environ.get("PAUSE_AT_STEP", -1))
+
+
+def pause_until_signalled():
+    # Tell the test that this step is reached, then wait until blowtorch's handler has seen a signal.
+    Path("paused").touch()
+    stop = signal.getsignal(signal.SIGINT).__self__  # the StopRequest installed while training
+    deadline = time.monotonic() + 120
+    while not stop.requested:
+        if time.monotonic() > deadline:
+            raise RuntimeError("no signal came")
+        time.sleep(0.005)
+    Path("signalled").touch()
+
+
 @run.train_step
 @run.validate_step
-def step(batch, model):
+def compute(batch, model, step, is_validate):
+    if step == PAUSE_AT_STEP and not is_validate:
+        pause_until_signalled()
     time.sleep(run["sleep"])
     x, y = batch
     return ((model(x) - y) ** 2).mean()
@@ -67,11 +88,31 @@ def script(tmp_path):
     return write_script(tmp_path, SCRIPT)
 
 
-def start(script: Path, *args: str, cwd: Path | None = None) -> subprocess.Popen:
+_started: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_process_outlives_its_test():
+    yield
+    while _started:
+        process = _started.pop()
+        if process.poll() is None:  # the test failed before it ended its run
+            process.kill()
+            process.communicate()
+
+
+def start(script: Path, *args: str, cwd: Path | None = None, pause_at_step: int | None = None) -> subprocess.Popen:
+    """Start the script; with ``pause_at_step`` its training step of that global step (counted from 0) creates the
+    file ``paused`` in ``cwd`` and waits until a SIGINT/SIGTERM has reached blowtorch's handler, then creates
+    ``signalled`` and goes on (or, without a signal, waits to be killed)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
+    if pause_at_step is not None:
+        env["PAUSE_AT_STEP"] = str(pause_at_step)
+    process = subprocess.Popen(
         [sys.executable, str(script), *args], cwd=cwd or script.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    _started.append(process)
+    return process
 
 
 def wait_for(condition, timeout=90.0, what="condition"):
@@ -83,9 +124,29 @@ def wait_for(condition, timeout=90.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def log_text(save_path: Path) -> str:
-    logs = list(save_path.glob("*/log.txt"))
-    return logs[0].read_text() if logs else ""
+def frozen_while(process: subprocess.Popen, condition) -> bool:
+    """Stop ``process`` (SIGSTOP); True, leaving it stopped, if ``condition`` holds then, else let it go on."""
+    process.send_signal(signal.SIGSTOP)
+    wait_for(lambda: all(stopped(task) for task in Path(f"/proc/{process.pid}/task").iterdir()), what="SIGSTOP to take effect")
+    if condition():
+        return True
+    process.send_signal(signal.SIGCONT)
+    return False
+
+
+def files_open_by(pid: int) -> list[Path]:
+    files = []
+    for descriptor in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # closed meanwhile
+            files.append(Path(os.readlink(descriptor)))
+    return files
+
+
+def stopped(task: Path) -> bool:
+    try:
+        return (task / "stat").read_text().rsplit(")", 1)[1].split()[0] in "tTZX"  # stopped, or exited
+    except FileNotFoundError:  # a thread that ended
+        return True
 
 
 def model_of(run_dir: Path) -> dict:
@@ -104,9 +165,8 @@ def test_a_signal_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path, sc
     assert_ok(run_python(script, "with", "sleep=0.002", cwd=tmp_path))
     only_run_dir(tmp_path / "train_logs").rename(straight_dir)
 
-    process = start(script, "with", "sleep=0.02")
-    wait_for(lambda: "epoch 1 train" in log_text(tmp_path / "train_logs"), what="epoch 1")
-    time.sleep(0.2)  # inside epoch 2
+    process = start(script, "with", "sleep=0.02", pause_at_step=45)  # 20 steps an epoch: inside epoch 2
+    wait_for(lambda: (tmp_path / "paused").exists() or process.poll() is not None, what="step 45")
     process.send_signal(sig)
     _, err = process.communicate(timeout=60)
     assert process.returncode == code, err
@@ -115,6 +175,8 @@ def test_a_signal_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path, sc
     assert read_json(tmp_path / "train_logs" / "sacred" / "2" / "run.json")["status"] == "INTERRUPTED"
     checkpoint = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
     assert checkpoint["position"] is not None and checkpoint["epoch"] == 2  # written at the step, inside the epoch
+    # at the end of the step the signal came in (global step 45, the 6th of epoch 2), not later
+    assert checkpoint["state"]["global_step"] == 46 and checkpoint["position"]["batches_done"] == 6
     log = (run_dir / "log.txt").read_text().splitlines()
     assert f"interrupted by {sig.name} in epoch 2" in log[-3]
     assert f"To resume: python <your script> --resume {run_dir}" in log[-2]
@@ -129,12 +191,11 @@ def test_a_signal_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path, sc
 
 
 def test_a_second_ctrl_c_aborts_at_once(tmp_path, script):
-    process = start(script, "with", "sleep=600")  # a step that would take ten minutes
-    wait_for(lambda: "started" in log_text(tmp_path / "train_logs"), what="the run to start")
-    time.sleep(0.5)
+    process = start(script, "with", "sleep=600", pause_at_step=0)  # a step that would take ten minutes
+    wait_for(lambda: (tmp_path / "paused").exists() or process.poll() is not None, what="the first step")
     process.send_signal(signal.SIGINT)
-    time.sleep(0.3)
-    process.send_signal(signal.SIGINT)  # while the first step still sleeps
+    wait_for(lambda: (tmp_path / "signalled").exists() or process.poll() is not None, what="the first Ctrl-C to arrive")
+    process.send_signal(signal.SIGINT)  # while the first step sleeps
     process.communicate(timeout=120)  # well before the step could finish
     assert process.returncode == 130
     run_dir = only_run_dir(tmp_path / "train_logs")
@@ -148,16 +209,13 @@ def test_sigkill_inside_an_epoch_then_resume_equals_an_uninterrupted_run(tmp_pat
     straight = only_run_dir(tmp_path / "train_logs")
     straight.rename(tmp_path / "straight")
 
-    process = start(script, "with", "every=3", "sleep=0.01")
-    manifest = lambda: next(iter((tmp_path / "train_logs").glob("*/checkpoints/manifest.json")), None)  # noqa: E731
-    wait_for(
-        lambda: manifest() is not None and (files := read_json(manifest())["files"]).get("latest.pt", {}).get("global_step", 0) > 45
-        and files["latest.pt"]["mid_epoch"],
-        what="a checkpoint inside epoch 2",
-    )
+    process = start(script, "with", "every=3", pause_at_step=49)  # the step after the checkpoint at step 48
+    wait_for(lambda: (tmp_path / "paused").exists() or process.poll() is not None, what="step 49")
     process.kill()
     process.communicate(timeout=30)
     run_dir = only_run_dir(tmp_path / "train_logs")
+    latest = read_json(run_dir / "checkpoints" / "manifest.json")["files"]["latest.pt"]
+    assert (latest["epoch"], latest["global_step"], latest["mid_epoch"]) == (2, 48, True)  # step 48 is lost: redone
     assert read_json(tmp_path / "train_logs" / "sacred" / "2" / "run.json")["status"] == "RUNNING"  # killed: no status
 
     assert_ok(run_python(script, "--resume", str(run_dir), cwd=tmp_path))
@@ -172,9 +230,9 @@ def test_sigkill_during_checkpoint_writes_never_leaves_an_unreadable_checkpoint(
         process = start(script, "with", "width=400000", "every=1", "keep=2", "max_epochs=50", cwd=workdir)
         checkpoints = workdir / "train_logs"
         wait_for(lambda c=checkpoints: any(c.glob("*/checkpoints/best.pt")), what="the first checkpoints")
-        wait_for(lambda c=checkpoints: any(c.glob("*/checkpoints/.*.tmp")), what="a checkpoint being written")
-        time.sleep(random.uniform(0, 0.05))
-        process.kill()
+        wait_for(lambda p=process: frozen_while(p, lambda: any("latest.pt" in f.name for f in files_open_by(p.pid))),
+                 what="the process stopped while it writes latest.pt (or its temp file)")
+        process.kill()  # exactly there
         process.communicate(timeout=30)
         run_dir = only_run_dir(checkpoints)
         for name in ("latest.pt", "best.pt"):

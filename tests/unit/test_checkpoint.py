@@ -1,4 +1,7 @@
+import io
 import json
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,12 +22,66 @@ def payload(epoch, step=None, mid_epoch=False, size=4):
     }
 
 
-def test_writes_are_atomic_and_load_with_weights_only(tmp_path):
+def test_a_write_that_fails_half_way_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     store = CheckpointStore(tmp_path)
-    store.save(payload(0), epoch_end=True, is_best=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "latest.pt", MANIFEST]  # no temp files left
-    assert torch.load(tmp_path / "latest.pt", weights_only=True)["epoch"] == 0
+    store.save(payload(0, size=10_000), epoch_end=True, is_best=True)
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("*.pt")}
+    real_save = torch.save
+    at_the_moment_of_failure = []
+
+    def save_half_then_fail(obj, f, *args, **kwargs):
+        buffer = io.BytesIO()
+        real_save(obj, buffer, *args, **kwargs)
+        data = buffer.getvalue()
+        if isinstance(f, (str, os.PathLike)):
+            with open(f, "wb") as handle:
+                handle.write(data[: len(data) // 2])
+        else:
+            f.write(data[: len(data) // 2])
+            f.flush()
+        # What a crash here (SIGKILL, power loss: no cleanup runs) would leave as latest.pt.
+        try:
+            at_the_moment_of_failure.append(load_checkpoint(tmp_path / "latest.pt")["epoch"])
+        except Exception as error:  # noqa: BLE001 - recorded and asserted below
+            at_the_moment_of_failure.append(error)
+        raise RuntimeError("the disk went away half-way")
+
+    monkeypatch.setattr(torch, "save", save_half_then_fail)
+    with pytest.raises(CheckpointError, match=r"could not write the checkpoint .*latest\.pt: the disk went away half-way"):
+        store.save(payload(1, size=10_000), epoch_end=True, is_best=True)
+    monkeypatch.undo()
+
+    assert at_the_moment_of_failure == [0]  # half of the new file was written, latest.pt was still the old one
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "latest.pt", MANIFEST]  # no partial or temp file left
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("*.pt")} == before  # byte for byte
+    assert load_checkpoint(tmp_path / "latest.pt")["epoch"] == 0  # and the manifest still accepts it
     assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 0
+    store.save(payload(1), epoch_end=True, is_best=False)  # the next write works
+    assert load_checkpoint(tmp_path / "latest.pt")["epoch"] == 1
+
+
+class _RunsCodeWhenUnpickled:
+    def __init__(self, mark):
+        self.mark = mark
+
+    def __reduce__(self):
+        return (Path.touch, (self.mark,))
+
+
+def test_checkpoints_load_with_weights_only_and_arbitrary_objects_are_refused(tmp_path):
+    store = CheckpointStore(tmp_path / "good")
+    store.save(payload(0), epoch_end=True, is_best=False)
+    assert torch.load(tmp_path / "good" / "latest.pt", weights_only=True)["epoch"] == 0
+
+    # A checkpoint whose unpickling would run code: load_checkpoint must not run it.
+    mark = tmp_path / "code-ran"
+    store = CheckpointStore(tmp_path / "bad")
+    store.save({**payload(0), "extra": _RunsCodeWhenUnpickled(mark)}, epoch_end=True, is_best=False)
+    with pytest.raises(CheckpointError, match=r"latest\.pt is not a readable checkpoint \(UnpicklingError: Weights only load failed"):
+        load_checkpoint(tmp_path / "bad" / "latest.pt")
+    assert not mark.exists()
+    torch.load(tmp_path / "bad" / "latest.pt", weights_only=False)  # the file itself is fine: it does run code
+    assert mark.exists()
 
 
 def test_best_is_a_real_file_and_keeps_its_epoch_when_latest_moves_on(tmp_path):
