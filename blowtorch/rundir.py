@@ -24,6 +24,7 @@ directory, which is atomic, and then checking that no other directory holds it (
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import importlib
@@ -237,7 +238,7 @@ def _listdir(directory: Path) -> list[str]:
 
 
 def check_save_path(save_path: Any) -> Path:
-    """Create ``save_path`` if needed and make sure a run directory can be written in it, or say why not."""
+    """Make sure run directories can be created in ``save_path``, or say why not; leaves no trace."""
     if not isinstance(save_path, (str, os.PathLike)) or not str(save_path).strip():
         raise OptionError(f"save_path must be a directory path such as 'train_logs', got {save_path!r}")
     path = Path(save_path).expanduser().absolute()
@@ -247,6 +248,7 @@ def check_save_path(save_path: Any) -> Path:
             f"save_path '{path}' cannot hold run directories: '{blocker}' is a file, not a directory. "
             f"Pass another save_path, or move the file away"
         )
+    missing = [p for p in (path, *path.parents) if not p.exists()]
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):  # the permission that matters: creating entries in it
@@ -256,4 +258,8 @@ def check_save_path(save_path: Any) -> Path:
             f"save_path '{path}' cannot hold run directories: {error.strerror or error} ({type(error).__name__}). "
             f"Pass a directory you can write to, e.g. save_path='train_logs'"
         ) from None
+    finally:
+        for directory in missing:  # the run creates them; a run that fails before that leaves nothing behind
+            with contextlib.suppress(OSError):
+                directory.rmdir()
     return path

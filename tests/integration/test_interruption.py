@@ -179,7 +179,8 @@ def test_a_signal_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path, sc
     assert checkpoint["state"]["global_step"] == 46 and checkpoint["position"]["batches_done"] == 6
     log = (run_dir / "log.txt").read_text().splitlines()
     assert f"interrupted by {sig.name} in epoch 2" in log[-3]
-    assert f"To resume: python <your script> --resume {run_dir}" in log[-2]
+    assert f"To resume: python {script} --resume {run_dir}" in log[-2]
+    assert f"To resume: python {script} --resume {run_dir}" in err  # on the console too
     assert log[-1].endswith("run ended: INTERRUPTED")
 
     result = run_python(script, "--resume", str(run_dir), "with", "sleep=0.002", cwd=tmp_path)

@@ -142,7 +142,8 @@ def test_ctrl_c_during_validation_checkpoints_the_training_pass_and_resumes_exac
     run_dir = next(p for p in (tmp_path / "split").iterdir() if p.name != "sacred")
     assert read_json(sacred_run_dirs(tmp_path / "split" / "sacred")[0] / "run.json")["status"] == "INTERRUPTED"
     log = (run_dir / "log.txt").read_text().splitlines()
-    assert "interrupted by SIGINT in epoch 1" in log[-3] and f"--resume {run_dir}" in log[-2] and log[-1].endswith("INTERRUPTED")
+    assert "interrupted by SIGINT in epoch 1" in log[-3] and log[-1].endswith("INTERRUPTED")
+    assert f"To resume: run(..., resume='{run_dir}')" in log[-2]  # Run(argv=...): not a script's own command line
 
     resumed = train(tmp_path / "split", max_epochs=3, resume=run_dir)
     assert_same_tensors(final_state(straight.run_dir)["model"], final_state(resumed.run_dir)["model"], "model")
