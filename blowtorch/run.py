@@ -23,6 +23,7 @@ from blowtorch.hooks import HookRegistry
 from blowtorch.interrupt import Interrupted
 from blowtorch.job import TrainingJob
 from blowtorch.loggers.base import BaseLogger
+from blowtorch.loggers.fanout import check_loggers
 from blowtorch.loggers.progress import Progress
 from blowtorch.options import RunOptions
 from blowtorch.resume import ResumePoint, find_resume_point
@@ -54,6 +55,7 @@ class Run:
         mongo_db_name: the database for ``mongo_uri``; default: the URI's path, else ``sacred``.
         mongo_timeout: seconds to wait for a MongoDB server (``-m`` and ``mongo_uri``) before
             training starts, and per operation during the run.
+        loggers: loggers for every run of this ``Run``, before those given to ``run(..., loggers=...)``.
     """
 
     def __init__(
@@ -68,9 +70,12 @@ class Run:
         mongo_uri: str | None = None,
         mongo_db_name: str | None = None,
         mongo_timeout: float = 5.0,
+        loggers: Sequence[BaseLogger] = (),
     ) -> None:
         caller_globals = sys._getframe(1).f_globals  # the user's script, to which sacred attributes the run
+        self._loggers = check_loggers(loggers, "Run(loggers=...)")
         self._hooks = HookRegistry()
+        self._config_functions: list[Callable[..., Any]] = []  # config scopes and named configs, for source.txt
         self._bridge = SacredBridge(
             caller_globals,
             name=name,
@@ -136,12 +141,14 @@ class Run:
         """Decorator: a sacred config scope (its local variables become config entries)."""
         self._before_resolution("@run.config")
         self._bridge.experiment.config(function)
+        self._config_functions.append(function)
         return function
 
     def named_config(self, function: F) -> F:
         """Decorator: a sacred named config, selected with ``with <function name>``."""
         self._before_resolution("@run.named_config")
         self._bridge.experiment.named_config(function)
+        self._config_functions.append(function)
         return function
 
     def _before_resolution(self, what: str) -> None:
@@ -189,7 +196,6 @@ class Run:
         model: Any,
         train_loader: Iterable[Any],
         val_loader: Iterable[Any] | None = None,
-        *,
         loggers: Sequence[BaseLogger] | None = None,
         max_epochs: int = 1,
         use_gpu: bool = True,
@@ -202,6 +208,7 @@ class Run:
         smaller_is_better: bool = True,
         optimize_first: bool = False,
         detect_anomalies: bool = False,
+        *,
         checkpoint_every_n_steps: int | None = None,
         keep_last_epochs: int = 0,
         log_every_n_steps: int | None = None,
@@ -210,36 +217,23 @@ class Run:
     ) -> dict[str, Any] | None:
         """Train ``model`` as one sacred run and return its summary (``None`` for commands like ``print_config``).
 
-        Epochs count from 0 and ``max_epochs`` is the total. With ``optimize_first=False`` epoch 0
-        is a baseline pass over the training data without updates. ``resume`` continues a run from
-        its run directory or a checkpoint file. See the README for every option.
+        The options up to ``detect_anomalies`` may also be given by position, in the seed README's
+        order; the ones after it by name only. Epochs count from 0 and ``max_epochs`` is the total.
+        With ``optimize_first=False`` epoch 0 is a baseline pass over the training data without
+        updates. ``resume`` continues a run from its run directory or a checkpoint file. See the
+        README for every option.
 
         On SIGINT/SIGTERM the current step finishes, ``latest.pt`` is written, sacred records
         INTERRUPTED and the process exits with 130/143 (``SystemExit``); a second Ctrl-C aborts at once.
         """
-        options = RunOptions.from_arguments(locals())
+        arguments = locals()
         self.get_config()
         if not self._bridge.is_training:
             self._bridge.run_command()
             return None
-        inputs = TrainingInputs(
-            model=model,
-            train_loader=train_loader,
-            val_loader=val_loader,
-            hooks=self._hooks,
-            options=options,
-            progress=Progress(enabled=progress),  # now: once sacred captures stderr, it is a pipe even on a terminal
-        )
-        # Everything that can be checked is checked before sacred records the run: a typo leaves
-        # no FAILED run in the database and no directory in save_path.
         try:
-            point = self._resume_point_for(resume)
-            # A resumed run directory is held from here on; a new one by the job, once it exists.
-            with RunDirectoryLock(point.run_dir) if point is not None and point.run_dir is not None else nullcontext():
-                prepared = prepare(inputs, point)
-                check_save_path(options.save_path)
-                self._job = TrainingJob(prepared, resume_command=self._resume_command)
-                return self._bridge.start(self._job, Path(save_path))  # type: ignore[no-any-return]
+            loggers = [*self._loggers, *check_loggers(loggers, "run(loggers=...)")]
+            return self._train(RunOptions.from_arguments({**arguments, "loggers": loggers}), model, train_loader, val_loader)
         except Interrupted as interrupted:  # sacred has recorded INTERRUPTED and latest.pt is written
             if self._job is not None and self._job.run_dir is not None:
                 print(f"To resume: {self._resume_command(self._job.run_dir.path)}", file=sys.stderr)
@@ -249,6 +243,28 @@ class Run:
         except Exception as error:  # if the sacred run had started, it has recorded FAILED with the full traceback
             self._bridge.exit_on_failure(error)  # like sacred's command line: the user's frames, exit 1 (not with -d)
             raise
+
+    def _train(
+        self, options: RunOptions, model: Any, train_loader: Iterable[Any], val_loader: Iterable[Any] | None
+    ) -> dict[str, Any]:
+        inputs = TrainingInputs(
+            model=model,
+            train_loader=train_loader,
+            val_loader=val_loader,
+            hooks=self._hooks,
+            config_functions=tuple(self._config_functions),
+            options=options,
+            progress=Progress(enabled=options.progress),  # now: once sacred captures stderr, it is a pipe even on a terminal
+        )
+        # Everything that can be checked is checked before sacred records the run: a typo leaves
+        # no FAILED run in the database and no directory in save_path.
+        point = self._resume_point_for(options.resume)
+        # A resumed run directory is held from here on; a new one by the job, once it exists.
+        with RunDirectoryLock(point.run_dir) if point is not None and point.run_dir is not None else nullcontext():
+            prepared = prepare(inputs, point)
+            check_save_path(options.save_path)
+            self._job = TrainingJob(prepared, resume_command=self._resume_command)
+            return self._bridge.start(self._job, Path(options.save_path))  # type: ignore[no-any-return]
 
     def _resume_command(self, run_dir: Path) -> str:
         """How to continue an interrupted run: the script's command line, or ``run(...)`` in a notebook."""

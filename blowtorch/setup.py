@@ -21,7 +21,7 @@ steps 2 and 3 (after the model is on its device, before the optimizers see it).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,7 @@ class TrainingInputs:
     hooks: HookRegistry
     options: RunOptions
     progress: Progress
+    config_functions: tuple[Callable[..., Any], ...] = ()  # @run.config and @run.named_config, for source.txt
 
     def check(self, resuming: bool) -> None:
         """Raise for a model, hook, option or loader that cannot work, naming the fix."""
@@ -155,7 +156,7 @@ def set_up(
         _record_resume(record, point, config, prepared.settings_changes, text_log)
     run_dir.write_config(config)
     run_dir.write_text("model-summary.txt", model_summary(model))
-    run_dir.write_text("source.txt", source_listing(model, inputs.hooks.functions()))
+    run_dir.write_text("source.txt", source_listing(model, [*inputs.config_functions, *inputs.hooks.functions()]))
     loggers.on_start(
         RunInfo(
             run_dir=run_dir.path,

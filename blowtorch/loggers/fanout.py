@@ -19,13 +19,7 @@ class LoggerFanout:
     """Fans events out to a list of loggers and isolates their failures from each other."""
 
     def __init__(self, loggers: Sequence[BaseLogger]) -> None:
-        for logger in loggers:
-            if not isinstance(logger, BaseLogger):
-                raise OptionError(
-                    f"loggers must be blowtorch.loggers.BaseLogger instances, got {type(logger).__name__} "
-                    f"({logger!r:.80}); subclass BaseLogger and override the events you need"
-                )
-        self.loggers = list(loggers)
+        self.loggers = check_loggers(loggers, "loggers")
         self._disabled: set[int] = set()
         self._started: list[BaseLogger] = []
 
@@ -75,6 +69,21 @@ class LoggerFanout:
                     f"({type(error).__name__}: {error}); training goes on and every other logger still receives everything",
                     RuntimeWarning,
                 )
+
+
+def check_loggers(loggers: Sequence[BaseLogger] | None, where: str) -> list[BaseLogger]:
+    """``loggers`` as a list, or an :class:`OptionError` for what is not a logger."""
+    if loggers is None:
+        return []
+    if isinstance(loggers, BaseLogger) or not isinstance(loggers, (list, tuple)):
+        raise OptionError(f"{where} takes a list of loggers, got {type(loggers).__name__}; e.g. loggers=[TensorBoardLogger()]")
+    for logger in loggers:
+        if not isinstance(logger, BaseLogger):
+            raise OptionError(
+                f"{where}: loggers must be blowtorch.loggers.BaseLogger instances, got {type(logger).__name__} "
+                f"({logger!r:.80}); subclass BaseLogger and override the events you need"
+            )
+    return list(loggers)
 
 
 def _name(logger: BaseLogger) -> str:

@@ -46,7 +46,9 @@ def test_with_overrides_flags_and_local_sources(tmp_path):
     assert config["train"]["max_epochs"] == 3 and config["data"]["samples"] == 1024  # the named config
     assert config["steps_per_epoch"] == 16 and config["seed"] == 123  # the scope, the seed
     assert "Dropout" in (run_dir / "model-summary.txt").read_text()
-    assert "class MLP(nn.Module):" in (run_dir / "source.txt").read_text()
+    source = (run_dir / "source.txt").read_text()
+    assert "class MLP(nn.Module):" in source
+    assert "def scope(data):" in source and "def quick():" in source  # the config scope and the named config too
 
     for base in (tmp_path / "my_runs", tmp_path / "train_logs" / "sacred"):  # -F adds to the default storage
         run_json = read_json(sacred_run_dirs(base)[0] / "run.json")

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from blowtorch import NonFiniteLossError, OptionError, Run, UsageError
+from blowtorch import BaseLogger, NonFiniteLossError, OptionError, Run, UsageError
 from tests.helpers import only_run_dir, read_json, regression_loaders, sacred_run_dirs
 
 
@@ -394,3 +394,35 @@ def test_metrics_stay_finite_floats_even_with_python_numbers():
     summary = run(torch.nn.Linear(4, 1), train_loader, max_epochs=2, use_gpu=False)
     assert summary["metrics"]["train"]["constant"] == 2.0 and summary["metrics"]["train"]["ratio"] == 0.25
     assert not math.isnan(summary["metrics"]["train"]["loss"])
+
+
+class Recording(BaseLogger):
+    def __init__(self) -> None:
+        self.phases: list[tuple[str, int]] = []
+
+    def log_metrics(self, metrics, phase, epoch, step):
+        self.phases.append((phase, epoch))
+
+
+def test_options_can_be_given_by_position_in_the_seed_readmes_order_and_loggers_to_the_run(tmp_path):
+    from_run, from_call = Recording(), Recording()
+    run = new_run(loggers=[from_run])
+    add_regression_steps(run)
+    train_loader, val_loader = regression_loaders()
+    # model, train_loader, val_loader, loggers, max_epochs, use_gpu, gpu_id, resume, save_path, run_name,
+    # optimize_metric, checkpoint_metric, smaller_is_better, optimize_first, detect_anomalies
+    result = run(
+        torch.nn.Linear(4, 1), train_loader, val_loader, [from_call], 2, False, 0, None, tmp_path / "runs", "positional",
+        "loss", "val.mae", True, True, False,
+    )  # fmt: skip
+    assert result["epochs"] == 2 and result["checkpoint_metric"] == "val.mae"
+    assert "-positional-" in Path(result["run_dir"]).name and Path(result["run_dir"]).parent == tmp_path / "runs"
+    assert from_run.phases == from_call.phases == [("train", 0), ("lr", 0), ("val", 0), ("train", 1), ("lr", 1), ("val", 1)]
+    with pytest.raises(TypeError):  # blowtorch's own options come by name only
+        run(torch.nn.Linear(4, 1), train_loader, val_loader, None, 2, False, 0, None, "x", None, None, None, True, True, False, 5)
+
+
+@pytest.mark.parametrize("loggers", [Recording(), ["not a logger"]])
+def test_run_loggers_that_are_not_loggers_are_refused_when_the_run_is_made(loggers):
+    with pytest.raises(OptionError, match=r"Run\(loggers=...\)"):
+        new_run(loggers=loggers)
