@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -426,3 +427,19 @@ def test_options_can_be_given_by_position_in_the_seed_readmes_order_and_loggers_
 def test_run_loggers_that_are_not_loggers_are_refused_when_the_run_is_made(loggers):
     with pytest.raises(OptionError, match=r"Run\(loggers=...\)"):
         new_run(loggers=loggers)
+
+
+class FailingLogger(BaseLogger):
+    def log_metrics(self, metrics, phase, epoch, step):
+        raise ConnectionError("the dashboard is down")
+
+
+def test_blowtorchs_warnings_point_at_the_users_line():
+    run = new_run()
+    add_regression_steps(run)
+    train_loader, _ = regression_loaders()
+    with pytest.warns(RuntimeWarning, match="logger FailingLogger raised in log_metrics and is disabled") as caught:
+        line = sys._getframe().f_lineno + 1
+        run(torch.nn.Linear(4, 1), train_loader, max_epochs=2, use_gpu=False, loggers=[FailingLogger()])
+    disabled = next(w for w in caught if "FailingLogger" in str(w.message))
+    assert (disabled.filename, disabled.lineno) == (__file__, line)  # not blowtorch/loggers/fanout.py
