@@ -50,6 +50,12 @@ class RunOptions:
     def check(self, resuming: bool) -> None:
         """Raise :class:`OptionError` for an option that cannot work; warn about a surprising one."""
         _check_int("max_epochs", self.max_epochs, 1, "the total number of epochs, counted from 0")
+        for name in ("use_gpu", "smaller_is_better", "optimize_first", "detect_anomalies", "progress"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):  # "False" is a true value: a string here would silently mean True
+                raise OptionError(f"{name} must be True or False, got {value!r}")
+        if self.resume is not None and not isinstance(self.resume, (str, Path)):
+            raise OptionError(f"resume must be a run directory or checkpoint path (str or pathlib.Path), got {self.resume!r}")
         _check_int("keep_last_epochs", self.keep_last_epochs, 0, "how many epoch-<n>.pt files to keep")
         if self.checkpoint_every_n_steps is not None:
             _check_int("checkpoint_every_n_steps", self.checkpoint_every_n_steps, 1, "or None for epoch ends only")

@@ -258,6 +258,7 @@ class Run:
         )
         # Everything that can be checked is checked before sacred records the run: a typo leaves
         # no FAILED run in the database and no directory in save_path.
+        inputs.check(resuming=options.resume is not None or self._resume_point is not None)
         point = self._resume_point_for(options.resume)
         # A resumed run directory is held from here on; a new one by the job, once it exists.
         with RunDirectoryLock(point.run_dir) if point is not None and point.run_dir is not None else nullcontext():

@@ -126,8 +126,8 @@ class Training:
 
 
 def prepare(inputs: TrainingInputs, point: ResumePoint | None) -> Prepared:
-    """Steps 1-4 above; nothing is recorded and no file is written yet."""
-    inputs.check(resuming=point is not None)
+    """Steps 2-4 above, for inputs that passed step 1 (:meth:`TrainingInputs.check`, which comes
+    before a resume point is looked for); nothing is recorded and no file is written yet."""
     model = inputs.model
     device = select_device(inputs.options.use_gpu, inputs.options.gpu_id)
     model.to(device)

@@ -45,6 +45,7 @@ def job(tmp_path, **options) -> TrainingJob:
         options=RunOptions(max_epochs=2, use_gpu=False, save_path=tmp_path / "runs", run_name="plain", **options),
         progress=Progress(enabled=False),
     )  # fmt: skip
+    inputs.check(resuming=False)
     return TrainingJob(prepare(inputs, point=None))
 
 

@@ -57,3 +57,9 @@ def test_options_are_taken_from_the_arguments_of_run():
 def test_bad_options_are_named_with_what_is_expected(option, value, message):
     with pytest.raises(OptionError, match=re.escape(message)):
         RunOptions(**{option: value}).check(resuming=False)
+
+
+@pytest.mark.parametrize("name", ["use_gpu", "smaller_is_better", "optimize_first", "detect_anomalies", "progress"])
+def test_switches_must_be_booleans_not_strings_that_would_be_true(name):
+    with pytest.raises(OptionError, match=rf"{name} must be True or False, got 'False'"):
+        RunOptions(**{name: "False"}).check(resuming=False)
