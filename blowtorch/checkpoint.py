@@ -43,8 +43,7 @@ def build_checkpoint(
         "model": model.state_dict(),
         "epoch": state.epoch,
         "metrics": dict(state.last_metrics),  # the last completed epoch's
-        **optimizers.state_dict(),
-        "scaler": None,  # mixed precision is not supported yet; the key keeps the format stable
+        **optimizers.state_dict(),  # optimizers, schedulers and the float16 loss scaler
         "state": state.as_dict(),
         "position": None if position is None else position.as_dict(),
         "rng": rng,
@@ -96,11 +95,23 @@ def apply_checkpoint(payload: dict[str, Any], model: torch.nn.Module, optimizers
                 f"wrote the checkpoint"
             )
     try:
-        return load_optimizers(optimizers, payload["optimizers"], payload["schedulers"])
+        changes = load_optimizers(optimizers, payload["optimizers"], payload["schedulers"])
     except (ValueError, KeyError, RuntimeError) as error:
         raise CheckpointError(
             f"{path}: the optimizer and scheduler states do not fit those configure_optimizers returned: {error}"
         ) from error
+    return changes + _load_scaler(payload.get("scaler"), optimizers.rule.scaler)
+
+
+def _load_scaler(saved: dict[str, Any] | None, scaler: torch.amp.GradScaler | None) -> list[str]:
+    """The float16 loss scaler continues where it was; a change of precision is reported, not refused."""
+    if scaler is not None and saved is not None:
+        scaler.load_state_dict(saved)
+    elif scaler is not None:
+        return [f"precision: the checkpoint was not trained with precision='16'; a new loss scaler starts at {scaler.get_scale():g}"]
+    elif saved is not None:
+        return ["precision: the checkpoint's float16 loss scaler is dropped: this run does not train with precision='16'"]
+    return []
 
 
 def _check_model_fits(saved: dict[str, torch.Tensor], model: torch.nn.Module, path: Path) -> None:
@@ -138,5 +149,5 @@ def check_finite_parameters(model: torch.nn.Module, epoch: int) -> None:
         bad = [name for name, p in model.named_parameters() if p.is_floating_point() and not torch.isfinite(p).all()]
         raise TrainingError(
             f"in epoch {epoch} the model parameters {bad[:5]}{' ...' if len(bad) > 5 else ''} became NaN or inf; "
-            f"no checkpoint was written. Lower the learning rate or clip gradients"
+            f"no checkpoint was written. Lower the learning rate or clip gradients (gradient_clip_val=...)"
         )

@@ -19,8 +19,9 @@ from typing import Any, Protocol
 
 import torch
 
+from blowtorch.compilation import is_compile_failure
 from blowtorch.device import batch_size_of, move_to_device
-from blowtorch.errors import OptionError, UsageError
+from blowtorch.errors import NonFiniteLossError, OptionError, TrainingError, UsageError
 from blowtorch.hooks import HookRegistry
 from blowtorch.interrupt import Interrupted, StopRequest
 from blowtorch.loggers.fanout import LoggerFanout
@@ -36,6 +37,7 @@ from blowtorch.metrics import (
 )
 from blowtorch.optim import OptimizerSet
 from blowtorch.options import RunOptions
+from blowtorch.precision import Precision
 from blowtorch.resume import Resumption, TrainingBatches
 from blowtorch.rng import capture_rng_state, loader_generators, restore_rng_state
 from blowtorch.state import EpochPosition, TrainState
@@ -66,6 +68,7 @@ class Trainee:
     loggers: LoggerFanout
     progress: Progress
     save_checkpoint: SaveCheckpoint
+    precision: Precision = Precision("32")
     stop: StopRequest = field(default_factory=StopRequest)
 
     def __post_init__(self) -> None:
@@ -108,9 +111,14 @@ def run_epoch(trainee: Trainee, state: TrainState, replay: Resumption | None) ->
         train_steps = replay.position.batches_done
     else:
         train = train_pass(trainee, state, optimize, replay)
-        metrics = {"train": trainee.hooks.derived_metrics("after_train", train.means, _hook_arguments(trainee, state, False))}
+        updates = _update_metrics(trainee, epoch) if optimize else {}
+        means = {**train.means, **{k: v for k, v in updates.items() if k.startswith("grad_norm")}}
+        metrics = {"train": trainee.hooks.derived_metrics("after_train", means, _hook_arguments(trainee, state, False))}
         trainee.loggers.log_metrics(metrics["train"], "train", epoch, state.global_step)
         trainee.loggers.log_metrics(trainee.optimizers.learning_rates(), "lr", epoch, state.global_step)
+        if "skipped_steps" in updates:  # float16: how often the scaler skipped a step, and where its scale is
+            amp = {"skipped_steps": updates["skipped_steps"], "scale": updates["scale"]}
+            trainee.loggers.log_metrics(amp, "amp", epoch, state.global_step)
         raise_if_loss_not_finite(train, state.optimize_metric, epoch, state.global_step - train.steps)
         train_steps = train.steps
     # Where a stop request (or a misnamed metric) during validation checkpoints: the training pass is done.
@@ -160,6 +168,10 @@ def train_pass(trainee: Trainee, state: TrainState, optimize: bool, replay: Resu
         trainee.optimizers.zero_grad()  # gradients the model came with are not this run's
     # A baseline pass leaves the model as it found it: BatchNorm's running statistics included.
     baseline_buffers = None if optimize else _copy_buffers(model)
+    _start_update_statistics(trainee, replay)
+    accumulate = trainee.optimizers.rule.accumulate_grad_batches
+    group_pending = checkpoint_due = False  # gradients of an accumulation group not stepped yet; a checkpoint waiting for them
+    autocast = trainee.precision.autocast(trainee.device)
     watch = LossWatch()
     trainee.progress.start_pass("train", state.epoch, _length(trainee.train_loader), done=batches.done)
     with torch.set_grad_enabled(optimize):
@@ -167,14 +179,16 @@ def train_pass(trainee: Trainee, state: TrainState, optimize: bool, replay: Resu
             batch = move_to_device(batch, trainee.device)
             arguments = _step_arguments(trainee, state, batch, batch_index, is_validate=False)
             probe = not optimize and batch_index == batches.done  # the baseline still finds an .item() loss at once
-            with torch.enable_grad() if probe else _NO_CHANGE:
-                values = normalize_step_output(step_hook(arguments), "train_step")
+            with autocast, torch.enable_grad() if probe else _NO_CHANGE:
+                values = normalize_step_output(_call_step(trainee, step_hook, arguments), "train_step")
             if state.optimize_metric is None:
                 state.optimize_metric = resolve_optimize_metric(options.optimize_metric, values)
             loss = values[state.optimize_metric]
             if optimize:
                 trainee.optimizers.backward(_differentiable(loss, state.optimize_metric))
-                trainee.optimizers.step()
+                group_pending = (batch_index + 1) % accumulate != 0
+                if not group_pending:
+                    trainee.optimizers.step()
             elif probe:
                 _differentiable(loss, state.optimize_metric)
             accumulator.add(values, batch_size_of(batch))
@@ -186,9 +200,13 @@ def train_pass(trainee: Trainee, state: TrainState, optimize: bool, replay: Resu
                 trainee.progress.show_loss(value)
                 if not math.isfinite(value):
                     raise_if_loss_not_finite(accumulator.result(), state.optimize_metric, state.epoch, state.global_step - batch_index - 1)
-            if trainee.stop.requested or (every and state.global_step % every == 0):
+            checkpoint_due = checkpoint_due or bool(every and state.global_step % every == 0)
+            if (trainee.stop.requested or checkpoint_due) and not group_pending:  # never inside an accumulation group
+                checkpoint_due = False
                 position = EpochPosition(batch_index + 1, batches.start_rng)
                 _checkpoint_inside_epoch(trainee, state, position, accumulator, baseline_buffers)
+    if group_pending:  # a shorter last group: its batches still count
+        trainee.optimizers.step()
     trainee.progress.end_pass()
     if baseline_buffers is not None:
         _restore_buffers(model, baseline_buffers)
@@ -205,11 +223,14 @@ def validate_pass(trainee: Trainee, state: TrainState, after_training: EpochPosi
     accumulator = PassAccumulator("validate_step")
     trainee.model.eval()
     trainee.progress.start_pass("val", state.epoch, _length(trainee.val_loader))
+    autocast = trainee.precision.autocast(trainee.device)
     with torch.no_grad():
         for batch_index, batch in enumerate(trainee.val_loader):
             batch = move_to_device(batch, trainee.device)
             arguments = _step_arguments(trainee, state, batch, batch_index, is_validate=True)
-            accumulator.add(normalize_step_output(step_hook(arguments), "validate_step"), batch_size_of(batch))
+            with autocast:
+                values = normalize_step_output(_call_step(trainee, step_hook, arguments), "validate_step")
+            accumulator.add(values, batch_size_of(batch))
             trainee.progress.advance()
             if trainee.stop.requested:
                 trainee.progress.end_pass()
@@ -231,10 +252,43 @@ def _checkpoint_inside_epoch(
     if baseline_buffers is not None:  # a resumed baseline continues from the model as it was before it
         _restore_buffers(trainee.model, baseline_buffers)
     position.partial = accumulator.snapshot()
+    position.updates = trainee.optimizers.statistics.snapshot()
     trainee.save_checkpoint(state, capture_rng_state(trainee.generators), position=position)
     if trainee.stop.requested:
         trainee.progress.end_pass()
         _stop_if_requested(trainee)
+
+
+def _start_update_statistics(trainee: Trainee, replay: Resumption | None) -> None:
+    statistics = trainee.optimizers.statistics
+    if replay is not None and replay.position is not None and replay.position.updates is not None:
+        statistics.restore(replay.position.updates, trainee.device)
+    else:
+        statistics.reset()
+
+
+def _update_metrics(trainee: Trainee, epoch: int) -> dict[str, float]:
+    """The epoch's gradient norms and float16 statistics (one read); a non-finite norm stops the run."""
+    values = trainee.optimizers.statistics.read()
+    scaler = trainee.optimizers.rule.scaler
+    if scaler is not None:
+        values["scale"] = float(scaler.get_scale())
+    elif values.pop("non_finite_norms", 0):  # float16 skips such steps by design; otherwise the weights are lost
+        raise NonFiniteLossError(
+            f"the gradient norm became NaN or infinite in epoch {epoch}; no checkpoint was written for this epoch. Lower the "
+            f"learning rate, lower gradient_clip_val, or check the data; detect_anomalies=True shows the operation"
+        )
+    values.pop("non_finite_norms", None)
+    return values
+
+
+def _call_step(trainee: Trainee, step: Any, arguments: dict[str, Any]) -> Any:
+    try:
+        return step(arguments)
+    except Exception as error:
+        if trainee.options.compile is not False and is_compile_failure(error):
+            raise TrainingError(f"torch.compile failed: {type(error).__name__}: {error}. Pass compile=False to train without it") from error
+        raise
 
 
 def _stop_if_requested(trainee: Trainee) -> None:

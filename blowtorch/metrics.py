@@ -237,7 +237,7 @@ def raise_if_loss_not_finite(result: PassResult, name: str | None, epoch: int, s
         raise NonFiniteLossError(
             f"the training loss '{name}' became NaN or infinite in epoch {epoch}, first at global step {step} "
             f"(batch {result.first_non_finite[name]} of the epoch); no checkpoint was written for this epoch. "
-            f"Lower the learning rate, clip gradients, or check the data; detect_anomalies=True shows the "
+            f"Lower the learning rate, clip gradients (gradient_clip_val=...), or check the data; detect_anomalies=True shows the "
             f"operation that produced it"
         )
 

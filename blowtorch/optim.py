@@ -23,6 +23,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from blowtorch.errors import UsageError
+from blowtorch.update import UpdateRule, UpdateStatistics, clip_gradients
 
 INTERVALS = ("epoch", "step")
 _SPEC_KEYS = {"scheduler", "interval", "monitor"}
@@ -44,27 +45,61 @@ class Schedule:
 class OptimizerSet:
     """The optimizers and schedulers of a run, stepped together."""
 
-    def __init__(self, optimizers: dict[str, Optimizer], schedules: dict[str, Schedule]) -> None:
+    def __init__(self, optimizers: dict[str, Optimizer], schedules: dict[str, Schedule], rule: UpdateRule | None = None) -> None:
         self.optimizers = optimizers
         self.schedules = schedules
         self._step_schedules = [s for s in schedules.values() if s.interval == "step"]
         self._epoch_schedules = [s for s in schedules.values() if s.interval == "epoch"]
+        self.rule = rule or UpdateRule()
+        self.statistics = UpdateStatistics(list(optimizers))
 
     # The seam between the two halves of an update, as in Fabric and minGPT: precision (loss
-    # scaling), gradient accumulation and clipping each go into one of these methods.
+    # scaling) and gradient accumulation go into backward, clipping and the scaler's step into step.
 
     def backward(self, loss: torch.Tensor) -> None:
-        """Back-propagate ``loss`` once, into the gradients of every optimizer's parameters."""
-        loss.backward()
+        """Back-propagate ``loss`` once, into the gradients of every optimizer's parameters.
+
+        With ``accumulate_grad_batches=k`` the loss is divided by k, so that k batches add up to
+        the gradient of their mean; with float16 it is scaled first.
+        """
+        if self.rule.accumulate_grad_batches > 1:
+            loss = loss / self.rule.accumulate_grad_batches
+        (self.rule.scaler.scale(loss) if self.rule.scaler is not None else loss).backward()
 
     def step(self) -> None:
-        """Step every optimizer with the gradients so far, clear them, then step per-step schedulers."""
-        for optimizer in self.optimizers.values():
-            optimizer.step()
+        """Step every optimizer with the gradients so far, clear them, then step per-step schedulers.
+
+        With float16 the gradients are unscaled first (clipping sees their true values) and a step
+        whose gradients overflowed is skipped by the scaler, as are the per-step schedulers then.
+        """
+        scaler, rule = self.rule.scaler, self.rule
+        found_inf = []
+        for name, optimizer in self.optimizers.items():
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+                found_inf += list(scaler._found_inf_per_device(optimizer).values())  # set by unscale_, on the device
+            if rule.gradient_clip_val is not None:
+                norm = clip_gradients([p for g in optimizer.param_groups for p in g["params"] if p.grad is not None], rule)
+                if norm is not None:
+                    self.statistics.add_norm(name, norm)
+        skipped = None
+        if scaler is not None:
+            overflow = torch.stack([f.to(found_inf[0].device) for f in found_inf]).amax() if found_inf else torch.zeros(())
+            self.statistics.add_skipped(overflow)
+            if self._step_schedules:  # the one case that must know now (a sync): torch warns if they step anyway
+                skipped = bool(overflow)
+            for optimizer in self.optimizers.values():
+                scaler.step(optimizer)
+            scaler.update()
+        else:
+            for optimizer in self.optimizers.values():
+                optimizer.step()
+        self.statistics.steps += 1
         for optimizer in self.optimizers.values():  # after all steps: optimizers may share parameters
             optimizer.zero_grad(set_to_none=True)
-        for schedule in self._step_schedules:
-            schedule.scheduler.step()
+        if not skipped:
+            for schedule in self._step_schedules:
+                schedule.scheduler.step()
 
     def zero_grad(self) -> None:
         for optimizer in self.optimizers.values():
@@ -102,6 +137,7 @@ class OptimizerSet:
         return {
             "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
             "schedulers": {name: s.scheduler.state_dict() for name, s in self.schedules.items()},
+            "scaler": None if self.rule.scaler is None else self.rule.scaler.state_dict(),
         }
 
 

@@ -9,14 +9,20 @@ and the loop all read this one object.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from blowtorch.compilation import compile_arguments
 from blowtorch.errors import OptionError
 from blowtorch.loggers.base import BaseLogger
+from blowtorch.precision import Precision
 from blowtorch.rundir import check_run_name
+from blowtorch.update import GRADIENT_CLIP_ALGORITHMS, UpdateRule
 from blowtorch.user_warnings import warn
 
 
@@ -41,6 +47,11 @@ class RunOptions:
     log_every_n_steps: int | None = None
     upload_checkpoints: str | Sequence[str] | None = None
     progress: bool = True
+    precision: str | int = "32"
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: float | None = None
+    gradient_clip_algorithm: str = "norm"
+    compile: bool | Mapping[str, Any] = False
 
     @classmethod
     def from_arguments(cls, arguments: Mapping[str, Any]) -> RunOptions:
@@ -62,6 +73,8 @@ class RunOptions:
         if self.log_every_n_steps is not None:
             _check_int("log_every_n_steps", self.log_every_n_steps, 1, "or None for epoch means only")
         self.checkpoints_to_upload()
+        self.update_rule(scaler=None)
+        compile_arguments(self.compile)
         if self.run_name is not None:
             check_run_name(self.run_name)
         if self.max_epochs == 1 and not self.optimize_first and not resuming:
@@ -69,6 +82,19 @@ class RunOptions:
                 "max_epochs=1 with optimize_first=False runs only the baseline epoch 0, which does not update the "
                 "model; pass max_epochs > 1 or optimize_first=True to train"
             )
+
+    def update_rule(self, scaler: torch.amp.GradScaler | None) -> UpdateRule:
+        """The update options, checked; ``scaler`` is the float16 loss scaler, if any."""
+        Precision.parse(self.precision)
+        _check_int("accumulate_grad_batches", self.accumulate_grad_batches, 1, "the training batches per optimizer step")
+        clip = self.gradient_clip_val
+        if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or not 0 < clip < math.inf):
+            raise OptionError(f"gradient_clip_val must be a positive number (or None for no clipping), got {clip!r}")
+        if self.gradient_clip_algorithm not in GRADIENT_CLIP_ALGORITHMS:
+            raise OptionError(
+                f"gradient_clip_algorithm must be one of {list(GRADIENT_CLIP_ALGORITHMS)}, got {self.gradient_clip_algorithm!r}"
+            )
+        return UpdateRule(scaler, self.accumulate_grad_batches, None if clip is None else float(clip), self.gradient_clip_algorithm)
 
     def checkpoints_to_upload(self) -> list[str]:
         """Which checkpoints go to the databases: a list of 'best' and 'latest'."""

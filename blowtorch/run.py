@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shlex
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
@@ -214,6 +214,11 @@ class Run:
         log_every_n_steps: int | None = None,
         upload_checkpoints: str | Sequence[str] | None = None,
         progress: bool = True,
+        precision: str | int = "32",
+        accumulate_grad_batches: int = 1,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str = "norm",
+        compile: bool | Mapping[str, Any] = False,
     ) -> dict[str, Any] | None:
         """Train ``model`` as one sacred run and return its summary (``None`` for commands like ``print_config``).
 

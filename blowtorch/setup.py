@@ -30,6 +30,7 @@ import torch
 
 from blowtorch.checkpoint import apply_checkpoint, build_checkpoint, check_finite_parameters
 from blowtorch.checkpoint_files import CheckpointStore
+from blowtorch.compilation import compile_arguments, compile_model
 from blowtorch.device import select_device
 from blowtorch.errors import OptionError, UsageError
 from blowtorch.hooks import HookRegistry
@@ -40,6 +41,7 @@ from blowtorch.loggers.textfile import TextFileLogger
 from blowtorch.loop import Trainee
 from blowtorch.optim import OptimizerSet, parse_optimizers
 from blowtorch.options import RunOptions, check_loader
+from blowtorch.precision import Precision
 from blowtorch.resume import ResumePoint, Resumption, config_differences
 from blowtorch.rundir import CHECKPOINTS, RunDirectory, generate_slug, plain_config, run_name_from_cli
 from blowtorch.sacred_bridge.record import RunRecord
@@ -114,6 +116,8 @@ class Prepared:
     resumption: Resumption | None
     point: ResumePoint | None
     settings_changes: list[str]  # optimizer and scheduler settings that differ from the checkpoint's
+    precision: Precision
+    stepped_model: torch.nn.Module  # the model the steps call: compiled, or the user's module itself
 
 
 @dataclass(frozen=True)
@@ -128,17 +132,21 @@ class Training:
 def prepare(inputs: TrainingInputs, point: ResumePoint | None) -> Prepared:
     """Steps 2-4 above, for inputs that passed step 1 (:meth:`TrainingInputs.check`, which comes
     before a resume point is looked for); nothing is recorded and no file is written yet."""
-    model = inputs.model
-    device = select_device(inputs.options.use_gpu, inputs.options.gpu_id)
+    model, options = inputs.model, inputs.options
+    device = select_device(options.use_gpu, options.gpu_id)
     model.to(device)
+    precision = Precision.parse(options.precision)
+    precision.check_device(device)
+    stepped = compile_model(model, compile_arguments(options.compile))  # what the steps call; `model` is what is saved
     optimizers = _configure_optimizers(inputs.hooks, model, device)
+    optimizers.rule = options.update_rule(precision.scaler(device))
     for monitor in optimizers.monitors():
         inputs.check_metric_name("monitor", monitor)
     state, resumption, changes = TrainState(), None, []
     if point is not None:
         changes = apply_checkpoint(point.checkpoint, model, optimizers, point.path)
         state, resumption = point.train_state(), point.resumption()
-    return Prepared(inputs, device, optimizers, state, resumption, point, changes)
+    return Prepared(inputs, device, optimizers, state, resumption, point, changes, precision, stepped)
 
 
 def set_up(
@@ -172,7 +180,7 @@ def set_up(
         )
     )
     trainee = Trainee(
-        model=model,
+        model=prepared.stepped_model,
         train_loader=inputs.train_loader,
         val_loader=inputs.val_loader,
         hooks=inputs.hooks,
@@ -181,6 +189,7 @@ def set_up(
         options=inputs.options,
         loggers=loggers,
         progress=inputs.progress,
+        precision=prepared.precision,
         save_checkpoint=CheckpointWriter(
             CheckpointStore(run_dir.checkpoints, inputs.options.keep_last_epochs), model, prepared.optimizers, config, record
         ),

@@ -21,6 +21,7 @@ class EpochPosition:
     epoch_start_rng: dict[str, Any] | None = None
     partial: dict[str, Any] | None = None
     train_metrics: dict[str, float] | None = None
+    updates: dict[str, Any] | None = None  # the epoch's gradient-norm and skipped-step sums so far
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -28,6 +29,7 @@ class EpochPosition:
             "epoch_start_rng": self.epoch_start_rng,
             "partial": self.partial,
             "train_metrics": self.train_metrics,
+            "updates": self.updates,
         }
 
     @classmethod

@@ -88,3 +88,19 @@ def test_extending_the_configured_examples_cosine_run_keeps_training(tmp_path):
     assert rates[3] == pytest.approx(0.003 * (1 + math.cos(2 * math.pi / 3)) / 2)
     losses = [float(m[1]) for m in re.finditer(r"epoch \d train +loss=(\S+)", log)]
     assert len(losses) == 4 and losses[3] < losses[2] < losses[1]  # still learning
+
+
+def test_the_training_faster_example_runs(tmp_path):
+    block = next(b for b in code_blocks("python") if "accumulate_grad_batches=4" in b)
+    run = Run(name="faster", argv=["faster.py"], random_seed=1, save_git_info=False)
+
+    @run.train_step
+    @run.validate_step
+    def step(batch, model):
+        return ((model(batch[0]) - batch[1]) ** 2).mean()
+
+    run.configure_optimizers(lambda model: torch.optim.SGD(model.parameters(), lr=0.05))
+    train_loader, val_loader = regression_loaders()
+    exec(block, {"run": run, "model": torch.nn.Linear(4, 1), "train_loader": train_loader, "val_loader": val_loader})
+    log = (run.run_dir / "log.txt").read_text()
+    assert "epoch 19 train" in log and "grad_norm=" in log
