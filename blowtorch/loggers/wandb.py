@@ -54,7 +54,7 @@ class WandbLogger(BaseLogger):
         )
         self.run.define_metric("epoch")
         self.run.define_metric("global_step")
-        for phase in ("train", "val", "lr"):
+        for phase in ("train", "val", "lr", "amp"):  # amp: float16's skipped steps and loss scale
             self.run.define_metric(f"{phase}/*", step_metric="epoch")
         for phase in ("train_step", "lr_step"):
             self.run.define_metric(f"{phase}/*", step_metric="global_step")
