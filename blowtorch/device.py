@@ -13,10 +13,11 @@ from typing import Any
 
 import torch
 
+from blowtorch.distributed import Distributed
 from blowtorch.errors import OptionError
 
 
-def select_device(use_gpu: bool, gpu_id: int) -> torch.device:
+def select_device(use_gpu: bool, gpu_id: int, distributed: Distributed | None = None) -> torch.device:
     """The device a run trains on.
 
     ``use_gpu=True`` without CUDA falls back to the CPU with one INFO line, so a script written for a
@@ -26,6 +27,10 @@ def select_device(use_gpu: bool, gpu_id: int) -> torch.device:
         raise OptionError(f"gpu_id must be a non-negative int (a CUDA device index), got {gpu_id!r}")
     if not use_gpu:
         return torch.device("cpu")
+    if distributed is not None and torch.cuda.is_available():  # torchrun: one GPU per process, by local rank
+        if gpu_id != 0 and distributed.is_main:
+            logging.getLogger("blowtorch").info(f"under torchrun each process trains on cuda:LOCAL_RANK; gpu_id={gpu_id} is not used")
+        return torch.device("cuda", distributed.local_rank)
     if not torch.cuda.is_available():
         # The default is use_gpu=True, so this is every run on a laptop: worth a line, not a warning.
         logging.getLogger("blowtorch").info("CUDA is not available on this machine: training on the CPU (use_gpu=False says so)")

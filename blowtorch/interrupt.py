@@ -29,7 +29,11 @@ class StopRequest:
     """Turns SIGINT/SIGTERM into a flag the loop checks after every step, while installed.
 
     Handlers can only be installed from the main thread; elsewhere the signals keep their
-    default behaviour. The previous handlers are restored on exit.
+    default behaviour. The previous handlers are restored on exit, except after a stop on SIGTERM:
+    a launcher (torchrun, SLURM) may send it again while sacred records the run as INTERRUPTED, and
+    the default action would kill the process before that record is written. SIGTERM stays
+    ignored then, until the process exits (SIGKILL still ends it). A second SIGTERM during the
+    graceful stop is ignored too; a second Ctrl-C aborts at once.
     """
 
     def __init__(self) -> None:
@@ -48,10 +52,13 @@ class StopRequest:
 
     def __exit__(self, *exc: object) -> None:
         for number, handler in self._previous.items():
-            signal.signal(number, handler)
+            stopping_on_sigterm = number == signal.SIGTERM and self.signal_number == signal.SIGTERM
+            signal.signal(number, signal.SIG_IGN if stopping_on_sigterm else handler)
         self._previous.clear()
 
     def _handle(self, number: int, frame: FrameType | None) -> None:
         if self.signal_number is not None:
-            raise KeyboardInterrupt  # the second signal: stop right now, without a checkpoint
+            if number == signal.SIGTERM:
+                return  # a launcher repeating itself: the graceful stop is under way
+            raise KeyboardInterrupt  # a second Ctrl-C: stop right now, without a checkpoint
         self.signal_number = number

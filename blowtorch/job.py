@@ -22,7 +22,7 @@ from blowtorch.loop import fit
 from blowtorch.run_lock import RunDirectoryLock
 from blowtorch.rundir import RunDirectory
 from blowtorch.sacred_bridge.record import RunRecord
-from blowtorch.setup import Prepared, run_directory, set_up
+from blowtorch.setup import Prepared, follow, run_directory, set_up
 from blowtorch.state import TrainState
 from blowtorch.user_warnings import warn
 
@@ -36,6 +36,12 @@ class TrainingJob:
         self.run_dir: RunDirectory | None = None
 
     def __call__(self, record: RunRecord) -> dict[str, Any]:
+        distributed = self.prepared.distributed
+        if distributed is not None and not distributed.is_main:
+            training = follow(self.prepared)
+            with training.trainee.stop:
+                fit(training.trainee, training.state, training.resumption)
+            return {}
         options = self.prepared.inputs.options
         self.run_dir = run_dir = run_directory(options, record, self.prepared.point)
         resumed_in_place = self.prepared.point is not None and self.prepared.point.run_dir is not None

@@ -21,6 +21,7 @@ import torch
 
 from blowtorch.compilation import is_compile_failure
 from blowtorch.device import batch_size_of, move_to_device
+from blowtorch.distributed import Distributed
 from blowtorch.errors import NonFiniteLossError, OptionError, TrainingError, UsageError
 from blowtorch.hooks import HookRegistry
 from blowtorch.interrupt import Interrupted, StopRequest
@@ -69,6 +70,7 @@ class Trainee:
     progress: Progress
     save_checkpoint: SaveCheckpoint
     precision: Precision = Precision("32")
+    distributed: Distributed | None = None  # under torchrun: the epoch means are reduced across ranks
     stop: StopRequest = field(default_factory=StopRequest)
 
     def __post_init__(self) -> None:
@@ -159,6 +161,9 @@ def train_pass(trainee: Trainee, state: TrainState, optimize: bool, replay: Resu
     model, step_hook, options = trainee.model, trainee.hooks.get("train_step"), trainee.options
     every, log_every = options.checkpoint_every_n_steps, options.log_every_n_steps
     assert step_hook is not None  # checked before training starts
+    sampler: Any = getattr(trainee.train_loader, "sampler", None)
+    if hasattr(sampler, "set_epoch"):  # a DistributedSampler shuffles by epoch
+        sampler.set_epoch(state.epoch)
     batches = TrainingBatches(trainee.train_loader, trainee.generators, state.epoch, replay)
     accumulator = PassAccumulator("train_step")
     if replay is not None and replay.position is not None and replay.position.partial is not None:
@@ -201,7 +206,7 @@ def train_pass(trainee: Trainee, state: TrainState, optimize: bool, replay: Resu
                 if not math.isfinite(value):
                     raise_if_loss_not_finite(accumulator.result(), state.optimize_metric, state.epoch, state.global_step - batch_index - 1)
             checkpoint_due = checkpoint_due or bool(every and state.global_step % every == 0)
-            if (trainee.stop.requested or checkpoint_due) and not group_pending:  # never inside an accumulation group
+            if (_stop_agreed(trainee) or checkpoint_due) and not group_pending:  # never inside an accumulation group
                 checkpoint_due = False
                 position = EpochPosition(batch_index + 1, batches.start_rng)
                 _checkpoint_inside_epoch(trainee, state, position, accumulator, baseline_buffers)
@@ -210,7 +215,7 @@ def train_pass(trainee: Trainee, state: TrainState, optimize: bool, replay: Resu
     trainee.progress.end_pass()
     if baseline_buffers is not None:
         _restore_buffers(model, baseline_buffers)
-    return _non_empty(accumulator.result(), "train_loader")
+    return _non_empty(accumulator.result(trainee.distributed), "train_loader")
 
 
 def validate_pass(trainee: Trainee, state: TrainState, after_training: EpochPosition, rng_after_training: dict[str, Any]) -> PassResult:
@@ -232,12 +237,14 @@ def validate_pass(trainee: Trainee, state: TrainState, after_training: EpochPosi
                 values = normalize_step_output(_call_step(trainee, step_hook, arguments), "validate_step")
             accumulator.add(values, batch_size_of(batch))
             trainee.progress.advance()
-            if trainee.stop.requested:
+            # Under torchrun the ranks' validation shares differ in length, so they cannot agree per
+            # step: a stop request then waits for the end of the epoch (and its checkpoint).
+            if trainee.distributed is None and trainee.stop.requested:
                 trainee.progress.end_pass()
                 trainee.save_checkpoint(state, rng_after_training, position=after_training)
                 _stop_if_requested(trainee)
     trainee.progress.end_pass()
-    return _non_empty(accumulator.result(), "val_loader")
+    return _non_empty(accumulator.result(trainee.distributed), "val_loader")
 
 
 def _checkpoint_inside_epoch(
@@ -248,7 +255,8 @@ def _checkpoint_inside_epoch(
     baseline_buffers: dict[str, torch.Tensor] | None,
 ) -> None:
     """Write latest.pt at the current step (every n steps, or on a stop request) and stop if asked to."""
-    raise_if_loss_not_finite(accumulator.result(), state.optimize_metric, state.epoch, state.global_step - position.batches_done)
+    checked = accumulator.result(trainee.distributed)  # every rank decides alike
+    raise_if_loss_not_finite(checked, state.optimize_metric, state.epoch, state.global_step - position.batches_done)
     if baseline_buffers is not None:  # a resumed baseline continues from the model as it was before it
         _restore_buffers(trainee.model, baseline_buffers)
     position.partial = accumulator.snapshot()
@@ -291,8 +299,20 @@ def _call_step(trainee: Trainee, step: Any, arguments: dict[str, Any]) -> Any:
         raise
 
 
+def _stop_agreed(trainee: Trainee) -> bool:
+    """Whether to stop after this step. Under torchrun every rank must stop at the same step (or the
+    next collective waits forever), so the ranks agree: a signal to any one of them stops all."""
+    if trainee.distributed is None:
+        return trainee.stop.requested
+    signal_number = trainee.distributed.max(trainee.stop.signal_number or 0)  # CPU tensors: no GPU sync
+    if signal_number and trainee.stop.signal_number is None:
+        trainee.stop.signal_number = signal_number
+    return bool(signal_number)
+
+
 def _stop_if_requested(trainee: Trainee) -> None:
-    if trainee.stop.signal_number is not None:
+    if _stop_agreed(trainee):
+        assert trainee.stop.signal_number is not None
         raise Interrupted(trainee.stop.signal_number)
 
 

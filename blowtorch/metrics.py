@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from blowtorch.distributed import Distributed
 from blowtorch.errors import NonFiniteLossError, OptionError, UsageError
 
 StepValue = torch.Tensor | float
@@ -173,19 +174,25 @@ class PassAccumulator:
             table[row, column] = number
         return table
 
-    def result(self) -> PassResult:
-        """Read everything back (one transfer per device) and compute the weighted means."""
+    def result(self, across: Distributed | None = None) -> PassResult:
+        """Read everything back (one transfer per device) and compute the weighted means.
+
+        ``across`` the ranks of a process group: the sums and counts of every rank's share go into
+        the means, so every rank gets the same values (each rank's own ``steps``).
+        """
         names = self._names or ()
         table = self._table()
         weights = np.asarray(self._weights, dtype=np.float64)
-        total = weights.sum()
         with np.errstate(invalid="ignore", over="ignore"):
-            means = (table * weights[:, None]).sum(axis=0) / total if total > 0 else np.full(len(names), np.nan)
-        first_non_finite: dict[str, int] = {}
-        for column, name in enumerate(names):
-            bad = np.flatnonzero(~np.isfinite(table[:, column]))
-            if bad.size:
-                first_non_finite[name] = int(bad[0])
+            weighted, total = (table * weights[:, None]).sum(axis=0), weights.sum()
+        first = np.array([np.flatnonzero(~np.isfinite(table[:, c]))[:1].tolist() or [np.inf] for c in range(len(names))]).reshape(-1)
+        if across is not None:
+            summed = across.sum(torch.from_numpy(np.append(weighted, total))).numpy()
+            weighted, total = summed[:-1], summed[-1]
+            first = across.min(torch.from_numpy(first.astype(np.float64))).numpy()
+        with np.errstate(invalid="ignore", over="ignore"):
+            means = weighted / total if total > 0 else np.full(len(names), np.nan)
+        first_non_finite = {name: int(first[column]) for column, name in enumerate(names) if np.isfinite(first[column])}
         return PassResult(
             means={name: float(mean) for name, mean in zip(names, means, strict=True)},
             samples=int(total),

@@ -52,6 +52,8 @@ class RunOptions:
     gradient_clip_val: float | None = None
     gradient_clip_algorithm: str = "norm"
     compile: bool | Mapping[str, Any] = False
+    find_unused_parameters: bool = False
+    sync_batchnorm: bool = False
 
     @classmethod
     def from_arguments(cls, arguments: Mapping[str, Any]) -> RunOptions:
@@ -61,7 +63,9 @@ class RunOptions:
     def check(self, resuming: bool) -> None:
         """Raise :class:`OptionError` for an option that cannot work; warn about a surprising one."""
         _check_int("max_epochs", self.max_epochs, 1, "the total number of epochs, counted from 0")
-        for name in ("use_gpu", "smaller_is_better", "optimize_first", "detect_anomalies", "progress"):
+        for name in (
+            "use_gpu", "smaller_is_better", "optimize_first", "detect_anomalies", "progress", "find_unused_parameters", "sync_batchnorm",
+        ):  # fmt: skip
             value = getattr(self, name)
             if not isinstance(value, bool):  # "False" is a true value: a string here would silently mean True
                 raise OptionError(f"{name} must be True or False, got {value!r}")

@@ -18,6 +18,7 @@ from sacred import Experiment
 from sacred.observers import RunObserver
 
 from blowtorch.config import ConfigDict, PathLike, load_config_files
+from blowtorch.distributed import check_backend, join_process_group
 from blowtorch.errors import ConfigError, OptionError
 from blowtorch.hooks import HookRegistry
 from blowtorch.interrupt import Interrupted
@@ -56,6 +57,9 @@ class Run:
         mongo_timeout: seconds to wait for a MongoDB server (``-m`` and ``mongo_uri``) before
             training starts, and per operation during the run.
         loggers: loggers for every run of this ``Run``, before those given to ``run(..., loggers=...)``.
+        ddp_backend: under torchrun, the process group's backend (default: gloo for CPU tensors,
+            NCCL for CUDA tensors); the group is joined here, before the model is built.
+        ddp_timeout: seconds a collective may wait for the other processes before the run fails.
     """
 
     def __init__(
@@ -71,13 +75,18 @@ class Run:
         mongo_db_name: str | None = None,
         mongo_timeout: float = 5.0,
         loggers: Sequence[BaseLogger] = (),
+        ddp_backend: str | None = None,
+        ddp_timeout: float = 1800.0,
     ) -> None:
         caller_globals = sys._getframe(1).f_globals  # the user's script, to which sacred attributes the run
         self._loggers = check_loggers(loggers, "Run(loggers=...)")
         self._hooks = HookRegistry()
         self._config_functions: list[Callable[..., Any]] = []  # config scopes and named configs, for source.txt
+        check_backend(ddp_backend)
+        self._distributed = join_process_group(ddp_backend, ddp_timeout)
         self._bridge = SacredBridge(
             caller_globals,
+            distributed=self._distributed,
             name=name,
             argv=argv,
             observers=observers,
@@ -219,6 +228,8 @@ class Run:
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str = "norm",
         compile: bool | Mapping[str, Any] = False,
+        find_unused_parameters: bool = False,
+        sync_batchnorm: bool = False,
     ) -> dict[str, Any] | None:
         """Train ``model`` as one sacred run and return its summary (``None`` for commands like ``print_config``).
 
@@ -265,10 +276,13 @@ class Run:
         # no FAILED run in the database and no directory in save_path.
         inputs.check(resuming=options.resume is not None or self._resume_point is not None)
         point = self._resume_point_for(options.resume)
+        main = self._distributed is None or self._distributed.is_main  # under torchrun rank 0 owns the run directory
         # A resumed run directory is held from here on; a new one by the job, once it exists.
-        with RunDirectoryLock(point.run_dir) if point is not None and point.run_dir is not None else nullcontext():
-            prepared = prepare(inputs, point)
-            check_save_path(options.save_path)
+        held = point.run_dir if main and point is not None else None
+        with RunDirectoryLock(held) if held is not None else nullcontext():
+            prepared = prepare(inputs, point, self._distributed, self.seed)
+            if main:
+                check_save_path(options.save_path)
             self._job = TrainingJob(prepared, resume_command=self._resume_command)
             return self._bridge.start(self._job, Path(options.save_path))  # type: ignore[no-any-return]
 

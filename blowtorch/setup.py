@@ -32,7 +32,8 @@ from blowtorch.checkpoint import apply_checkpoint, build_checkpoint, check_finit
 from blowtorch.checkpoint_files import CheckpointStore
 from blowtorch.compilation import compile_arguments, compile_model
 from blowtorch.device import select_device
-from blowtorch.errors import OptionError, UsageError
+from blowtorch.distributed import Distributed
+from blowtorch.errors import CheckpointError, OptionError, UsageError
 from blowtorch.hooks import HookRegistry
 from blowtorch.loggers.base import RunInfo
 from blowtorch.loggers.fanout import LoggerFanout
@@ -43,8 +44,10 @@ from blowtorch.optim import OptimizerSet, parse_optimizers
 from blowtorch.options import RunOptions, check_loader
 from blowtorch.precision import Precision
 from blowtorch.resume import ResumePoint, Resumption, config_differences
+from blowtorch.rng import seed_everything
 from blowtorch.rundir import CHECKPOINTS, RunDirectory, generate_slug, plain_config, run_name_from_cli
 from blowtorch.sacred_bridge.record import RunRecord
+from blowtorch.sharding import shard_loader
 from blowtorch.state import EpochPosition, TrainState
 from blowtorch.summary import model_summary, source_listing
 from blowtorch.user_warnings import warn
@@ -117,7 +120,11 @@ class Prepared:
     point: ResumePoint | None
     settings_changes: list[str]  # optimizer and scheduler settings that differ from the checkpoint's
     precision: Precision
-    stepped_model: torch.nn.Module  # the model the steps call: compiled, or the user's module itself
+    stepped_model: torch.nn.Module  # the model the steps call: DDP-wrapped and/or compiled, or the user's module
+    train_loader: Iterable[Any]  # under torchrun: this rank's share
+    val_loader: Iterable[Any] | None
+    distributed: Distributed | None
+    distributed_info: dict[str, Any] | None  # world size, backend and hosts, for the run's info
 
 
 @dataclass(frozen=True)
@@ -129,15 +136,16 @@ class Training:
     resumption: Resumption | None
 
 
-def prepare(inputs: TrainingInputs, point: ResumePoint | None) -> Prepared:
+def prepare(inputs: TrainingInputs, point: ResumePoint | None, distributed: Distributed | None = None, seed: int = 0) -> Prepared:
     """Steps 2-4 above, for inputs that passed step 1 (:meth:`TrainingInputs.check`, which comes
     before a resume point is looked for); nothing is recorded and no file is written yet."""
     model, options = inputs.model, inputs.options
-    device = select_device(options.use_gpu, options.gpu_id)
+    device = select_device(options.use_gpu, options.gpu_id, distributed)
     model.to(device)
     precision = Precision.parse(options.precision)
     precision.check_device(device)
-    stepped = compile_model(model, compile_arguments(options.compile))  # what the steps call; `model` is what is saved
+    stepped = model if distributed is None else wrap_for_ddp(model, device, options)
+    stepped = compile_model(stepped, compile_arguments(options.compile))  # what the steps call; `model` is what is saved
     optimizers = _configure_optimizers(inputs.hooks, model, device)
     optimizers.rule = options.update_rule(precision.scaler(device))
     for monitor in optimizers.monitors():
@@ -146,7 +154,52 @@ def prepare(inputs: TrainingInputs, point: ResumePoint | None) -> Prepared:
     if point is not None:
         changes = apply_checkpoint(point.checkpoint, model, optimizers, point.path)
         state, resumption = point.train_state(), point.resumption()
-    return Prepared(inputs, device, optimizers, state, resumption, point, changes, precision, stepped)
+        resumption = _this_ranks_resumption(point, resumption, distributed)
+    train_loader, val_loader, info = inputs.train_loader, inputs.val_loader, None
+    if distributed is not None:
+        info = distributed.describe()
+        train_loader = shard_loader(train_loader, "train_loader", distributed, seed)  # type: ignore[assignment]
+        val_loader = shard_loader(val_loader, "val_loader", distributed, seed)
+        seed_everything(distributed.rank_seed(seed))  # dropout and augmentation differ per rank; rank 0's stream is kept
+    return Prepared(
+        inputs, device, optimizers, state, resumption, point, changes, precision, stepped, train_loader, val_loader, distributed, info
+    )
+
+
+def wrap_for_ddp(model: torch.nn.Module, device: torch.device, options: RunOptions) -> torch.nn.Module:
+    """``DistributedDataParallel`` around the model on its device (BatchNorm synchronised if asked)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if options.sync_batchnorm:
+        torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=options.find_unused_parameters)
+
+
+def _this_ranks_resumption(point: ResumePoint, resumption: Resumption | None, distributed: Distributed | None) -> Resumption | None:
+    """Every rank continues from its own random state; another world size only at an epoch's end."""
+    ranks = point.checkpoint.get("ranks")
+    written_by = len(ranks) if ranks else 1
+    world_size, rank = (1, 0) if distributed is None else (distributed.world_size, distributed.rank)
+    position = point.checkpoint.get("position")
+    if written_by != world_size:
+        if position is not None:
+            raise CheckpointError(
+                f"{point.path} was written inside an epoch by a run with {written_by} process(es); resume it with "
+                f"{written_by} (torchrun --nproc-per-node ...), or from a checkpoint written at an epoch's end"
+            )
+        if rank == 0:
+            warn(
+                f"{point.path} was written by {written_by} process(es), this run has {world_size}: it "
+                f"continues from the same weights, but the data order is not the one the original run would have had"
+            )
+        return resumption
+    if not ranks or resumption is None:
+        return resumption
+    own = ranks[rank]
+    if resumption.position is not None:
+        resumption.position.epoch_start_rng = own["epoch_start_rng"]
+    return Resumption(own["rng"], resumption.position)
 
 
 def set_up(
@@ -160,6 +213,8 @@ def set_up(
     """Steps 5-7 above. ``loggers`` is started here; the caller finishes it, also after a failure."""
     inputs, point, model = prepared.inputs, prepared.point, prepared.inputs.model
     config = plain_config(record.config)
+    if prepared.distributed_info is not None:
+        record.set_info("distributed", prepared.distributed_info)
     if point is not None:
         _record_resume(record, point, config, prepared.settings_changes, text_log)
     run_dir.write_config(config)
@@ -181,8 +236,8 @@ def set_up(
     )
     trainee = Trainee(
         model=prepared.stepped_model,
-        train_loader=inputs.train_loader,
-        val_loader=inputs.val_loader,
+        train_loader=prepared.train_loader,
+        val_loader=prepared.val_loader,
         hooks=inputs.hooks,
         optimizers=prepared.optimizers,
         device=prepared.device,
@@ -190,19 +245,66 @@ def set_up(
         loggers=loggers,
         progress=inputs.progress,
         precision=prepared.precision,
+        distributed=prepared.distributed,
         save_checkpoint=CheckpointWriter(
-            CheckpointStore(run_dir.checkpoints, inputs.options.keep_last_epochs), model, prepared.optimizers, config, record
-        ),
+            CheckpointStore(run_dir.checkpoints, inputs.options.keep_last_epochs),
+            model, prepared.optimizers, config, record, prepared.distributed,
+        ),  # fmt: skip
     )
     return Training(trainee, prepared.state, prepared.resumption)
+
+
+def follow(prepared: Prepared) -> Training:
+    """What a rank other than 0 trains with: the same loop, no run directory, loggers or progress;
+    it takes part in rank 0's checkpoints by sending its random state."""
+    inputs, distributed = prepared.inputs, prepared.distributed
+    assert distributed is not None and not distributed.is_main
+    trainee = Trainee(
+        model=prepared.stepped_model,
+        train_loader=prepared.train_loader,
+        val_loader=prepared.val_loader,
+        hooks=inputs.hooks,
+        optimizers=prepared.optimizers,
+        device=prepared.device,
+        options=inputs.options,
+        loggers=LoggerFanout([]),
+        progress=Progress(enabled=False),
+        precision=prepared.precision,
+        distributed=distributed,
+        save_checkpoint=SendRandomState(distributed),
+    )
+    return Training(trainee, prepared.state, prepared.resumption)
+
+
+class SendRandomState:
+    """A rank's part in rank 0's checkpoint: its random states (every rank calls the writer at the same points)."""
+
+    def __init__(self, distributed: Distributed) -> None:
+        self.distributed = distributed
+
+    def __call__(
+        self, state: TrainState, rng: dict[str, Any], *, position: EpochPosition | None = None, is_best: bool = False
+    ) -> None:
+        self.distributed.gather(_rank_random_state(rng, position))
+
+
+def _rank_random_state(rng: dict[str, Any], position: EpochPosition | None) -> dict[str, Any]:
+    return {"rng": rng, "epoch_start_rng": None if position is None else position.epoch_start_rng}
 
 
 class CheckpointWriter:
     """The loop's ``save_checkpoint``: builds the payload and hands it to the run directory's store."""
 
     def __init__(
-        self, store: CheckpointStore, model: torch.nn.Module, optimizers: OptimizerSet, config: dict[str, Any], record: RunRecord
+        self,
+        store: CheckpointStore,
+        model: torch.nn.Module,
+        optimizers: OptimizerSet,
+        config: dict[str, Any],
+        record: RunRecord,
+        distributed: Distributed | None = None,
     ) -> None:
+        self.distributed = distributed
         self.store = store
         self.model = model
         self.optimizers = optimizers
@@ -213,6 +315,7 @@ class CheckpointWriter:
     def __call__(
         self, state: TrainState, rng: dict[str, Any], *, position: EpochPosition | None = None, is_best: bool = False
     ) -> None:
+        ranks = None if self.distributed is None else self.distributed.gather(_rank_random_state(rng, position))
         check_finite_parameters(self.model, state.epoch)
         payload = build_checkpoint(
             model=self.model,
@@ -224,6 +327,8 @@ class CheckpointWriter:
             command_line=self.command_line,
             sacred_run_id=self.run_id,
         )
+        if ranks is not None:
+            payload["ranks"] = ranks  # every rank's random state, in rank order
         self.store.save(payload, epoch_end=position is None, is_best=is_best)
 
 

@@ -37,8 +37,10 @@ from sacred.randomness import get_seed
 from sacred.utils import SacredError, apply_backspaces_and_linefeeds, format_sacred_error
 
 from blowtorch.config import merge_configs
+from blowtorch.distributed import Distributed
 from blowtorch.errors import ConfigError, UsageError
 from blowtorch.rng import seed_everything
+from blowtorch.rundir import plain_config
 from blowtorch.sacred_bridge.errors_display import exit_on_failure
 from blowtorch.sacred_bridge.mongo import check_connections
 from blowtorch.sacred_bridge.observers import DefaultFileStorageObserver, database_observers
@@ -63,8 +65,10 @@ class SacredBridge:
         mongo_uri: str | None = None,
         mongo_db_name: str | None = None,
         mongo_timeout: float = 5.0,
+        distributed: Distributed | None = None,
     ) -> None:
         self._globals = caller_globals
+        self.distributed = distributed  # under torchrun: only rank 0 records the run and prints
         self._save_git_info = save_git_info
         self._mongo = (mongo_uri, mongo_db_name, mongo_timeout)
         mainfile = caller_globals.get("__file__")
@@ -106,6 +110,11 @@ class SacredBridge:
         self.config_updates, self.named_configs = get_config_updates(self.args["UPDATE"])
         self.seed: int | None = None
         self.sacred_run: Any = None
+        self._config: dict[str, Any] | None = None
+
+    @property
+    def is_main_process(self) -> bool:
+        return self.distributed is None or self.distributed.is_main
 
     @property
     def resume_path(self) -> str | None:
@@ -134,6 +143,8 @@ class SacredBridge:
                 seed = {"seed": checkpoint["config"]["seed"]} if "seed" in checkpoint["config"] else {}
                 self.config_updates = merge_configs([seed, recorded["config_updates"], self.config_updates])
         self.seed = self._fix_seed(random_seed, config)
+        if self.distributed is not None:  # also a seed drawn at random: every rank builds the same model
+            self.seed = self.distributed.broadcast(self.seed)
         config["seed"] = self.seed
         try:
             # One dict, not one per file: sacred 0.8.7 loses its check for misspelled `with` keys
@@ -147,12 +158,14 @@ class SacredBridge:
 
     def _handle_help_and_command(self) -> None:
         if self.args["help"] or self.args["--help"]:
-            self.experiment._handle_help(self.args, self.usage)
+            if self.is_main_process:
+                self.experiment._handle_help(self.args, self.usage)
             sys.exit(0)
         error = self.experiment._check_command(self.command)
         if error:
-            print(self.short_usage, file=sys.stderr)
-            print(error, file=sys.stderr)
+            if self.is_main_process:
+                print(self.short_usage, file=sys.stderr)
+                print(error, file=sys.stderr)
             sys.exit(1)
 
     @property
@@ -179,7 +192,8 @@ class SacredBridge:
         """Create the sacred run once (config resolved, observers attached, not started)."""
         if self.sacred_run is None:
             # blowtorch builds the MongoDB observer of `-m` itself (same observer, sane timeouts).
-            options = {**self.args, "--mongo_db": None}
+            # Under torchrun only rank 0 has observers: the others resolve the config, nothing more.
+            options = {**self.args, "--mongo_db": None, **({} if self.is_main_process else {"--unobserved": True})}
             try:
                 sacred_run = self.experiment._create_run(
                     self.command, self.config_updates, self.named_configs, info={}, meta_info={}, options=options
@@ -190,7 +204,8 @@ class SacredBridge:
                 message = format_sacred_error(error, self.short_usage).strip()
                 if self.args.get("--debug"):
                     raise ConfigError(message) from error
-                print(message, file=sys.stderr)
+                if self.is_main_process:  # under torchrun: once, not once per process
+                    print(message, file=sys.stderr)
                 sys.exit(1)
             sacred_run.meta_info["options"]["--mongo_db"] = self.args.get("--mongo_db")
             if sacred_run.config.get("seed") != self.seed:
@@ -205,17 +220,27 @@ class SacredBridge:
                     database_observers(self.args.get("--mongo_db"), (uri, self.args.get("--mongo_uri")), db_name, timeout)
                 )
             self.sacred_run = sacred_run
+            self._config = dict(sacred_run.config)
+            if self.distributed is not None:  # rank 0's resolved config is every rank's
+                self._config = self.distributed.broadcast(plain_config(self._config))
         return self.sacred_run
 
     @property
     def config(self) -> dict[str, Any]:
-        return dict(self.resolve().config)
+        self.resolve()
+        assert self._config is not None
+        return dict(self._config)
 
     # ---- running ---------------------------------------------------------------------------
 
     def start(self, main: Callable[[RunRecord], Any], save_path: Path) -> Any:
-        """Start the sacred run; it calls ``main(record)`` and records COMPLETED/FAILED/INTERRUPTED."""
+        """Start the sacred run; it calls ``main(record)`` and records COMPLETED/FAILED/INTERRUPTED.
+
+        Under torchrun, ranks other than 0 call ``main`` with a record that keeps nothing.
+        """
         sacred_run = self.resolve()
+        if not self.is_main_process:
+            return main(RunRecord(self.config, str(self.experiment.path)))
         if sacred_run.start_time is not None:
             raise UsageError("this Run has already trained once; a Run object starts one sacred run, create a new one")
         self._gather_sources()  # modules imported since Run() was constructed
@@ -244,8 +269,9 @@ class SacredBridge:
         )
 
     def run_command(self) -> Any:
-        """Run a command other than training (``print_config``, ...), exactly as sacred would."""
-        return self.resolve()()
+        """Run a command other than training (``print_config``, ...), exactly as sacred would (on rank 0 only)."""
+        run = self.resolve()
+        return run() if self.is_main_process else None
 
     def _call_main(self, _run: Any) -> Any:
         assert self._main is not None

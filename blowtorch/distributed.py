@@ -1,0 +1,105 @@
+"""Training under torchrun: detecting it, joining its process group, and the few collectives blowtorch needs.
+
+blowtorch launches nothing: ``torchrun`` (or ``srun torchrun``) starts the processes and sets
+``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous variables; ``Run()`` then joins the
+process group with ``torch.distributed`` as it is. Rank 0 owns the sacred run, the run directory
+and the loggers; every rank trains, and the values the loop decides on (seed, config, epoch
+metrics) are made equal on every rank by the collectives here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from blowtorch.errors import OptionError
+
+#: What torchrun sets in every process it starts.
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in the process group."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value``, on every rank."""
+        holder = [value]
+        dist.broadcast_object_list(holder, src=0)
+        return holder[0]
+
+    def gather(self, value: Any) -> list[Any] | None:
+        """Every rank's ``value``, in rank order, on rank 0 (None elsewhere)."""
+        gathered: list[Any] | None = [None] * self.world_size if self.is_main else None
+        dist.gather_object(value, gathered, dst=0)
+        return gathered
+
+    def sum(self, values: torch.Tensor) -> torch.Tensor:
+        """The element-wise sum over all ranks of a float64 CPU tensor."""
+        reduced = values.clone()
+        dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
+        return reduced
+
+    def max(self, value: int) -> int:
+        """The largest of every rank's ``value`` (one small CPU collective)."""
+        reduced = torch.tensor([value], dtype=torch.int64)
+        dist.all_reduce(reduced, op=dist.ReduceOp.MAX)
+        return int(reduced.item())
+
+    def min(self, values: torch.Tensor) -> torch.Tensor:
+        """The element-wise minimum over all ranks of a float64 CPU tensor."""
+        reduced = values.clone()
+        dist.all_reduce(reduced, op=dist.ReduceOp.MIN)
+        return reduced
+
+    def describe(self) -> dict[str, Any]:
+        """For the run's sacred ``info`` (a collective: every rank calls it): size, backend and hosts."""
+        hosts = self.gather(socket.gethostname())
+        return {"world_size": self.world_size, "backend": str(dist.get_backend()), "hosts": sorted(set(hosts or []))}
+
+    def rank_seed(self, seed: int) -> int:
+        """A seed for this rank's own random streams (dropout, augmentation): rank 0 keeps ``seed``."""
+        if self.rank == 0:
+            return seed
+        digest = hashlib.sha256(f"{seed}:{self.rank}".encode()).digest()
+        return int.from_bytes(digest[:4], "little")
+
+
+def under_torchrun() -> bool:
+    return all(name in os.environ for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+
+
+def join_process_group(backend: str | None, timeout: float) -> Distributed | None:
+    """Join torchrun's process group (None when this process was not started by torchrun)."""
+    if not under_torchrun():
+        return None
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend or default_backend(), timeout=dt.timedelta(seconds=timeout))
+    return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ["LOCAL_RANK"]))
+
+
+def default_backend() -> str:
+    """gloo for CPU tensors; NCCL for CUDA tensors where there are GPUs."""
+    if torch.cuda.is_available() and dist.is_nccl_available():
+        return "cpu:gloo,cuda:nccl"
+    return "gloo"
+
+
+def check_backend(backend: Any) -> None:
+    if backend is not None and not (isinstance(backend, str) and backend):
+        raise OptionError(f"ddp_backend must be a torch.distributed backend name such as 'nccl' or 'gloo', got {backend!r}")

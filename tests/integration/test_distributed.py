@@ -1,0 +1,232 @@
+"""The same script under torchrun: real processes on the CPU with gloo (kept small: CI has 2 cores)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers import assert_ok, only_run_dir, read_json, sacred_run_dirs, write_script
+
+SCRIPT = """
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, TensorDataset
+from blowtorch import Run
+
+run = Run(random_seed=3, save_git_info=False)
+
+
+@run.config
+def settings():
+    batch_size = 8
+    max_epochs = 3
+    samples = 48
+    val_samples = 21  # not divisible by 2: each validation sample is still counted once
+    shuffle = True
+    resume = None
+    save_path = "train_logs"
+
+
+@run.train_step
+@run.validate_step
+def step(batch, model):
+    x, y = batch
+    return ((model(x) - y) ** 2).mean()
+
+
+run.configure_optimizers(lambda model: torch.optim.SGD(model.parameters(), lr=0.05))
+x = torch.randn(run["samples"], 3, generator=torch.Generator().manual_seed(0))
+y = x.sum(1, keepdim=True) + 0.1
+train_loader = DataLoader(TensorDataset(x, y), batch_size=run["batch_size"], shuffle=run["shuffle"])
+val_loader = DataLoader(TensorDataset(x[: run["val_samples"]], y[: run["val_samples"]]), batch_size=4)
+model = torch.nn.Linear(3, 1)
+run(model, train_loader, val_loader, max_epochs=run["max_epochs"], use_gpu=False, optimize_first=True, progress=False,
+    resume=run["resume"], save_path=run["save_path"])
+rank = dist.get_rank() if dist.is_initialized() else 0
+torch.save(model.state_dict(), f"weights-{rank}.pt")
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def torchrun(script: Path, *args: str, cwd: Path, nproc: int = 2, launcher: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    launcher = launcher or ("--nproc-per-node", str(nproc), "--master-addr", "127.0.0.1", "--master-port", str(free_port()))
+    command = [sys.executable, "-m", "torch.distributed.run", *launcher, str(script), *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def python(script: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(script), *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)
+
+
+def validation_loss(state: dict[str, torch.Tensor], samples: int = 21) -> float:
+    """The validation loss of these weights, evaluated by one process in float64."""
+    x = torch.randn(48, 3, generator=torch.Generator().manual_seed(0))[:samples].double()
+    y = x.sum(1, keepdim=True) + 0.1
+    prediction = x @ state["weight"].double().T + state["bias"].double()
+    return float(((prediction - y) ** 2).mean())
+
+
+def test_two_processes_make_one_run_with_one_directory_and_equal_weights(tmp_path):
+    script = write_script(tmp_path, SCRIPT)
+    result = torchrun(script, cwd=tmp_path)
+    assert_ok(result)
+    run_dir = only_run_dir(tmp_path / "train_logs")  # one run directory
+    assert [p.name for p in sacred_run_dirs(tmp_path / "train_logs" / "sacred")] == ["1"]  # one sacred run
+    run_json = read_json(tmp_path / "train_logs" / "sacred" / "1" / "run.json")
+    assert run_json["status"] == "COMPLETED"
+    info = read_json(tmp_path / "train_logs" / "sacred" / "1" / "info.json")
+    assert info["distributed"]["world_size"] == 2 and info["distributed"]["backend"] == "gloo"
+    metrics = read_json(tmp_path / "train_logs" / "sacred" / "1" / "metrics.json")
+    assert metrics["train.loss"]["steps"] == [0, 1, 2] and metrics["val.loss"]["steps"] == [0, 1, 2]
+    assert result.stdout.count("Started run with ID") + result.stderr.count("Started run with ID") == 1
+    first, second = weights(tmp_path / "weights-0.pt"), weights(tmp_path / "weights-1.pt")
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    # every validation sample once, although 21 does not divide by 2: the single-process value of the same weights
+    assert metrics["val.loss"]["values"][-1] == pytest.approx(validation_loss(first), rel=1e-5)
+    checkpoint = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)
+    assert list(checkpoint["model"]) == ["weight", "bias"]  # the unwrapped module: no "module." prefix
+    assert len(checkpoint["ranks"]) == 2
+
+
+def test_two_processes_average_gradients_like_one_process_with_twice_the_batch(tmp_path):
+    script = write_script(tmp_path, SCRIPT)
+    assert_ok(torchrun(script, "with", "shuffle=False", "batch_size=4", "save_path=two", cwd=tmp_path))
+    two = weights(tmp_path / "weights-0.pt")
+    assert_ok(python(script, "with", "shuffle=False", "batch_size=8", cwd=tmp_path))
+    one = weights(tmp_path / "weights-0.pt")
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], atol=1e-5, rtol=0)
+
+
+def test_one_process_under_torchrun_trains_the_same_weights_as_plain_python(tmp_path):
+    script = write_script(tmp_path, SCRIPT)
+    assert_ok(torchrun(script, cwd=tmp_path, nproc=1))
+    launched = weights(tmp_path / "weights-0.pt")
+    assert_ok(python(script, cwd=tmp_path))
+    plain = weights(tmp_path / "weights-0.pt")
+    assert all(torch.equal(launched[k], plain[k]) for k in plain)
+
+
+def test_two_nodes_on_one_machine_train_like_one_node_with_two_processes(tmp_path):
+    script = write_script(tmp_path, SCRIPT)
+    assert_ok(torchrun(script, cwd=tmp_path))
+    one_node = weights(tmp_path / "weights-0.pt")
+    endpoint = f"127.0.0.1:{free_port()}"
+    launcher = ("--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", "two")
+    nodes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", *launcher, str(script), "with", f"save_path=node{n}"],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for n in range(2)
+    ]  # fmt: skip
+    outputs = [node.communicate(timeout=300) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs
+    two_nodes = weights(tmp_path / "weights-0.pt")
+    assert all(torch.equal(one_node[k], two_nodes[k]) for k in one_node)
+
+
+def test_checkpoints_resume_across_world_sizes_at_an_epoch_end(tmp_path):
+    script = write_script(tmp_path, SCRIPT)
+    assert_ok(torchrun(script, "with", "max_epochs=2", cwd=tmp_path))
+    run_dir = only_run_dir(tmp_path / "train_logs")
+    single = python(script, "with", "max_epochs=3", f"resume={run_dir}", cwd=tmp_path)  # 2 processes -> 1
+    assert_ok(single)
+    assert "was written by 2 process(es), this run has 1: it continues from the same weights" in single.stderr
+    assert torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)["epoch"] == 2
+    again = torchrun(script, "with", "max_epochs=4", f"resume={run_dir}", cwd=tmp_path)  # 1 -> 2
+    assert_ok(again)
+    assert "was written by 1 process(es), this run has 2: it continues from the same weights" in again.stderr
+    assert torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)["epoch"] == 3
+
+
+HOLDING_SCRIPT = """
+import time
+import time
+from pathlib import Path
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, TensorDataset
+from blowtorch import Run
+
+run = Run(random_seed=3, save_git_info=False)
+
+
+@run.config
+def settings():
+    max_epochs = 3
+    hold_at_step = -1  # every rank says so in holding-<rank>, then waits for 'release'
+
+
+@run.train_step
+@run.validate_step
+def step(batch, model, step, is_validate):
+    if step == run["hold_at_step"] and not is_validate:
+        Path(f"holding-{dist.get_rank()}").write_text("")
+        deadline = time.monotonic() + 120
+        while not Path("release").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    x, y = batch
+    return ((torch.nn.functional.dropout(model(x), 0.2) - y) ** 2).mean()  # a random stream per rank
+
+
+run.configure_optimizers(lambda model: torch.optim.SGD(model.parameters(), lr=0.05))
+x = torch.randn(48, 3, generator=torch.Generator().manual_seed(0))
+y = x.sum(1, keepdim=True)
+model = torch.nn.Linear(3, 1)
+run(model, DataLoader(TensorDataset(x, y), batch_size=4, shuffle=True), DataLoader(TensorDataset(x[:9], y[:9]), batch_size=4),
+    max_epochs=run["max_epochs"], use_gpu=False, progress=False, checkpoint_every_n_steps=2)
+torch.save(model.state_dict(), f"weights-{dist.get_rank()}.pt")
+"""
+
+
+def test_sigterm_to_the_launcher_inside_an_epoch_stops_every_rank_and_resumes_bit_identically(tmp_path):
+    straight_dir, split_dir = tmp_path / "straight", tmp_path / "split"
+    straight_dir.mkdir(), split_dir.mkdir()
+    assert_ok(torchrun(write_script(straight_dir, HOLDING_SCRIPT), cwd=straight_dir))
+    script = write_script(split_dir, HOLDING_SCRIPT)
+    port = str(free_port())
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", port,
+         str(script), "with", "hold_at_step=8"],
+        cwd=split_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not all((split_dir / f"holding-{rank}").exists() for rank in (0, 1)):  # both ranks inside step 8
+            assert launcher.poll() is None, launcher.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        launcher.send_signal(signal.SIGTERM)  # torchrun forwards it to every rank
+        (split_dir / "release").write_text("")
+        _, stderr = launcher.communicate(timeout=120)
+    finally:
+        launcher.kill()
+    run_dir = only_run_dir(split_dir / "train_logs")
+    assert read_json(split_dir / "train_logs" / "sacred" / "1" / "run.json")["status"] == "INTERRUPTED"
+    checkpoint = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)
+    assert checkpoint["position"] is not None and checkpoint["state"]["global_step"] == 9, stderr  # at the end of step 8, on both ranks
+    assert stderr.count("To resume:") == 1  # rank 0 says it, once
+
+    assert_ok(torchrun(script, "--resume", str(run_dir), cwd=split_dir))
+    straight, resumed = weights(straight_dir / "weights-0.pt"), weights(split_dir / "weights-0.pt")
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    assert torch.equal(weights(split_dir / "weights-1.pt")["weight"], resumed["weight"])
