@@ -15,8 +15,10 @@ After (:func:`set_up`, inside the recorded run):
 6. the loggers, started;
 7. the checkpoint writer.
 
-Mixed precision, ``torch.compile``, the process group and distributed samplers belong between
-steps 2 and 3 (after the model is on its device, before the optimizers see it).
+Between steps 2 and 3 the model gets what wraps it (``DistributedDataParallel`` under torchrun,
+then ``torch.compile``); ``configure_optimizers`` still sees the user's own module. Under torchrun
+the loaders are replaced by each rank's share at the end of step 4, and ranks other than 0 skip
+steps 5-7 (:func:`follow`): they train, and only send their random state to rank 0's checkpoints.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from blowtorch.loggers.base import RunInfo
 from blowtorch.loggers.fanout import LoggerFanout
 from blowtorch.loggers.progress import Progress
 from blowtorch.loggers.textfile import TextFileLogger
-from blowtorch.loop import Trainee
+from blowtorch.loop import SaveCheckpoint, Trainee
 from blowtorch.optim import OptimizerSet, parse_optimizers
 from blowtorch.options import RunOptions, check_loader
 from blowtorch.precision import Precision
@@ -234,6 +236,23 @@ def set_up(
             start_step=prepared.state.global_step,
         )
     )
+    writer = CheckpointWriter(
+        CheckpointStore(run_dir.checkpoints, inputs.options.keep_last_epochs),
+        model, prepared.optimizers, config, record, prepared.distributed,
+    )  # fmt: skip
+    return _training(prepared, loggers, inputs.progress, writer)
+
+
+def follow(prepared: Prepared) -> Training:
+    """What a rank other than 0 trains with: the same loop, no run directory, loggers or progress;
+    it takes part in rank 0's checkpoints by sending its random state."""
+    distributed = prepared.distributed
+    assert distributed is not None and not distributed.is_main
+    return _training(prepared, LoggerFanout([]), Progress(enabled=False), SendRandomState(distributed))
+
+
+def _training(prepared: Prepared, loggers: LoggerFanout, progress: Progress, save_checkpoint: SaveCheckpoint) -> Training:
+    inputs = prepared.inputs
     trainee = Trainee(
         model=prepared.stepped_model,
         train_loader=prepared.train_loader,
@@ -243,35 +262,10 @@ def set_up(
         device=prepared.device,
         options=inputs.options,
         loggers=loggers,
-        progress=inputs.progress,
+        progress=progress,
         precision=prepared.precision,
         distributed=prepared.distributed,
-        save_checkpoint=CheckpointWriter(
-            CheckpointStore(run_dir.checkpoints, inputs.options.keep_last_epochs),
-            model, prepared.optimizers, config, record, prepared.distributed,
-        ),  # fmt: skip
-    )
-    return Training(trainee, prepared.state, prepared.resumption)
-
-
-def follow(prepared: Prepared) -> Training:
-    """What a rank other than 0 trains with: the same loop, no run directory, loggers or progress;
-    it takes part in rank 0's checkpoints by sending its random state."""
-    inputs, distributed = prepared.inputs, prepared.distributed
-    assert distributed is not None and not distributed.is_main
-    trainee = Trainee(
-        model=prepared.stepped_model,
-        train_loader=prepared.train_loader,
-        val_loader=prepared.val_loader,
-        hooks=inputs.hooks,
-        optimizers=prepared.optimizers,
-        device=prepared.device,
-        options=inputs.options,
-        loggers=LoggerFanout([]),
-        progress=Progress(enabled=False),
-        precision=prepared.precision,
-        distributed=distributed,
-        save_checkpoint=SendRandomState(distributed),
+        save_checkpoint=save_checkpoint,
     )
     return Training(trainee, prepared.state, prepared.resumption)
 
