@@ -9,11 +9,15 @@ metrics) are made equal on every rank by the collectives here.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
 import socket
+import time
+import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -78,6 +82,29 @@ class Distributed:
             return seed
         digest = hashlib.sha256(f"{seed}:{self.rank}".encode()).digest()
         return int.from_bytes(digest[:4], "little")
+
+
+def report_failure(run_dir: Path, rank: int) -> None:
+    """A rank other than 0 failed: leave its traceback where rank 0 records the run (a shared file system)."""
+    with contextlib.suppress(OSError):  # reporting must not hide the error itself
+        (run_dir / f".rank-{rank}-failure.txt").write_text(traceback.format_exc(), encoding="utf-8")
+
+
+def failure_of_another_rank(run_dir: Path, wait: float = 3.0) -> tuple[int, str] | None:
+    """The first traceback another rank left (waiting briefly: its process may still be writing); the file is removed."""
+    deadline = time.monotonic() + wait
+    while True:
+        reports = sorted(run_dir.glob(".rank-*-failure.txt"))
+        if reports or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    if not reports:
+        return None
+    rank = int(reports[0].name.split("-")[1])
+    trace = reports[0].read_text(encoding="utf-8")
+    for report in reports:
+        report.unlink(missing_ok=True)
+    return rank, trace
 
 
 def under_torchrun() -> bool:

@@ -14,6 +14,8 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from blowtorch.distributed import failure_of_another_rank, report_failure
+from blowtorch.errors import BlowtorchError, TrainingError
 from blowtorch.interrupt import Interrupted
 from blowtorch.loggers.base import COMPLETED, FAILED, INTERRUPTED
 from blowtorch.loggers.fanout import LoggerFanout
@@ -38,15 +40,28 @@ class TrainingJob:
     def __call__(self, record: RunRecord) -> dict[str, Any]:
         distributed = self.prepared.distributed
         if distributed is not None and not distributed.is_main:
+            run_dir_path = Path(distributed.broadcast(None))  # where rank 0 records the run
             training = follow(self.prepared)
-            with training.trainee.stop:
-                fit(training.trainee, training.state, training.resumption)
+            try:
+                with training.trainee.stop:
+                    fit(training.trainee, training.state, training.resumption)
+            except Exception:
+                report_failure(run_dir_path, distributed.rank)
+                raise
             return {}
         options = self.prepared.inputs.options
         self.run_dir = run_dir = run_directory(options, record, self.prepared.point)
+        if distributed is not None:
+            distributed.broadcast(str(run_dir.path))
         resumed_in_place = self.prepared.point is not None and self.prepared.point.run_dir is not None
         with nullcontext() if resumed_in_place else RunDirectoryLock(run_dir.path):  # run(...) holds a resumed one
             return self._run(record, run_dir)
+
+    def _failure_of_another_rank(self, run_dir: RunDirectory, error: BaseException) -> tuple[int, str] | None:
+        """Under torchrun, rank 0's own error is often only the broken connection to a rank that failed first."""
+        if self.prepared.distributed is None or isinstance(error, (BlowtorchError, KeyboardInterrupt)):
+            return None
+        return failure_of_another_rank(run_dir.path)
 
     def _run(self, record: RunRecord, run_dir: RunDirectory) -> dict[str, Any]:
         options = self.prepared.inputs.options
@@ -98,6 +113,11 @@ class TrainingJob:
             raise
         except BaseException as error:
             where = f"in epoch {state.epoch} at global step {state.global_step}" if training else "before training"
+            failed_elsewhere = self._failure_of_another_rank(run_dir, error)
+            if failed_elsewhere is not None:
+                rank, trace = failed_elsewhere
+                text_log.note(f"failed {where}: rank {rank} raised (the other ranks stopped with it):\n{trace}")
+                raise TrainingError(f"rank {rank} failed {where}, and the other ranks stopped with it:\n{trace}") from error
             text_log.note(f"failed {where}: {type(error).__name__}: {error}")
             raise
         finally:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from blowtorch.compilation import is_compile_failure
 from blowtorch.device import batch_size_of, move_to_device
@@ -71,6 +72,7 @@ class Trainee:
     save_checkpoint: SaveCheckpoint
     precision: Precision = Precision("32")
     distributed: Distributed | None = None  # under torchrun: the epoch means are reduced across ranks
+    ddp: DistributedDataParallel | None = None  # the wrapper whose gradient sync accumulation skips
     stop: StopRequest = field(default_factory=StopRequest)
 
     def __post_init__(self) -> None:
@@ -190,8 +192,10 @@ def train_pass(trainee: Trainee, state: TrainState, optimize: bool, replay: Resu
                 state.optimize_metric = resolve_optimize_metric(options.optimize_metric, values)
             loss = values[state.optimize_metric]
             if optimize:
-                trainee.optimizers.backward(_differentiable(loss, state.optimize_metric))
                 group_pending = (batch_index + 1) % accumulate != 0
+                # Under DDP a batch that does not step keeps its gradients local: one all-reduce per group.
+                with trainee.ddp.no_sync() if group_pending and trainee.ddp is not None else _NO_CHANGE:
+                    trainee.optimizers.backward(_differentiable(loss, state.optimize_metric))
                 if not group_pending:
                     trainee.optimizers.step()
             elif probe:

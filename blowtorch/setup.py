@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from blowtorch.checkpoint import apply_checkpoint, build_checkpoint, check_finite_parameters
 from blowtorch.checkpoint_files import CheckpointStore
@@ -127,6 +128,7 @@ class Prepared:
     val_loader: Iterable[Any] | None
     distributed: Distributed | None
     distributed_info: dict[str, Any] | None  # world size, backend and hosts, for the run's info
+    ddp: DistributedDataParallel | None
 
 
 @dataclass(frozen=True)
@@ -146,8 +148,8 @@ def prepare(inputs: TrainingInputs, point: ResumePoint | None, distributed: Dist
     model.to(device)
     precision = Precision.parse(options.precision)
     precision.check_device(device)
-    stepped = model if distributed is None else wrap_for_ddp(model, device, options)
-    stepped = compile_model(stepped, compile_arguments(options.compile))  # what the steps call; `model` is what is saved
+    ddp = None if distributed is None else wrap_for_ddp(model, device, options)
+    stepped = compile_model(ddp or model, compile_arguments(options.compile))  # what the steps call; `model` is what is saved
     optimizers = _configure_optimizers(inputs.hooks, model, device)
     optimizers.rule = options.update_rule(precision.scaler(device))
     for monitor in optimizers.monitors():
@@ -164,14 +166,13 @@ def prepare(inputs: TrainingInputs, point: ResumePoint | None, distributed: Dist
         val_loader = shard_loader(val_loader, "val_loader", distributed, seed)
         seed_everything(distributed.rank_seed(seed))  # dropout and augmentation differ per rank; rank 0's stream is kept
     return Prepared(
-        inputs, device, optimizers, state, resumption, point, changes, precision, stepped, train_loader, val_loader, distributed, info
-    )
+        inputs, device, optimizers, state, resumption, point, changes, precision, stepped, train_loader, val_loader, distributed, info,
+        ddp,
+    )  # fmt: skip
 
 
-def wrap_for_ddp(model: torch.nn.Module, device: torch.device, options: RunOptions) -> torch.nn.Module:
+def wrap_for_ddp(model: torch.nn.Module, device: torch.device, options: RunOptions) -> DistributedDataParallel:
     """``DistributedDataParallel`` around the model on its device (BatchNorm synchronised if asked)."""
-    from torch.nn.parallel import DistributedDataParallel
-
     if options.sync_batchnorm:
         torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     device_ids = [device.index] if device.type == "cuda" else None
@@ -265,6 +266,7 @@ def _training(prepared: Prepared, loggers: LoggerFanout, progress: Progress, sav
         progress=progress,
         precision=prepared.precision,
         distributed=prepared.distributed,
+        ddp=prepared.ddp,
         save_checkpoint=save_checkpoint,
     )
     return Training(trainee, prepared.state, prepared.resumption)

@@ -33,11 +33,15 @@ def settings():
     shuffle = True
     resume = None
     save_path = "train_logs"
+    accumulate = 1
+    fail_on_rank = -1  # this rank raises at global step 5
 
 
 @run.train_step
 @run.validate_step
-def step(batch, model):
+def step(batch, model, step):
+    if step == 5 and dist.is_initialized() and dist.get_rank() == run["fail_on_rank"]:
+        raise ValueError(f"rank {dist.get_rank()} cannot go on")
     x, y = batch
     return ((model(x) - y) ** 2).mean()
 
@@ -49,7 +53,7 @@ train_loader = DataLoader(TensorDataset(x, y), batch_size=run["batch_size"], shu
 val_loader = DataLoader(TensorDataset(x[: run["val_samples"]], y[: run["val_samples"]]), batch_size=4)
 model = torch.nn.Linear(3, 1)
 run(model, train_loader, val_loader, max_epochs=run["max_epochs"], use_gpu=False, optimize_first=True, progress=False,
-    resume=run["resume"], save_path=run["save_path"])
+    resume=run["resume"], save_path=run["save_path"], accumulate_grad_batches=run["accumulate"])
 rank = dist.get_rank() if dist.is_initialized() else 0
 torch.save(model.state_dict(), f"weights-{rank}.pt")
 """
@@ -114,6 +118,33 @@ def test_two_processes_average_gradients_like_one_process_with_twice_the_batch(t
     one = weights(tmp_path / "weights-0.pt")
     for key in one:
         torch.testing.assert_close(two[key], one[key], atol=1e-5, rtol=0)
+
+
+def test_accumulating_under_ddp_averages_like_one_process_with_the_whole_group_as_a_batch(tmp_path):
+    """Two processes x batch 2 x 2 accumulated batches (no gradient sync on the first of each pair) ==
+    one process with batch 8."""
+    script = write_script(tmp_path, SCRIPT)
+    assert_ok(torchrun(script, "with", "shuffle=False", "batch_size=2", "accumulate=2", "save_path=two", cwd=tmp_path))
+    two, other_rank = weights(tmp_path / "weights-0.pt"), weights(tmp_path / "weights-1.pt")
+    assert all(torch.equal(two[k], other_rank[k]) for k in two)  # the ranks stayed in step
+    assert_ok(python(script, "with", "shuffle=False", "batch_size=8", cwd=tmp_path))
+    one = weights(tmp_path / "weights-0.pt")
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], atol=1e-5, rtol=0)
+
+
+def test_an_error_on_one_rank_fails_the_run_once_with_that_ranks_traceback(tmp_path):
+    script = write_script(tmp_path, SCRIPT)
+    started = time.monotonic()
+    result = torchrun(script, "with", "fail_on_rank=1", cwd=tmp_path)  # subprocess timeout: 300 s
+    assert result.returncode != 0 and time.monotonic() - started < 120  # every process gone, nobody waits for ddp_timeout
+    run_json = read_json(tmp_path / "train_logs" / "sacred" / "1" / "run.json")
+    assert run_json["status"] == "FAILED"
+    trace = "".join(run_json["fail_trace"])
+    assert "rank 1 failed in epoch 1 at global step 5" in trace and "ValueError: rank 1 cannot go on" in trace
+    log = (only_run_dir(tmp_path / "train_logs") / "log.txt").read_text()
+    assert "rank 1 raised" in log and "ValueError: rank 1 cannot go on" in log and log.rstrip().endswith("run ended: FAILED")
+    assert not list(only_run_dir(tmp_path / "train_logs").glob(".rank-*"))  # the report is consumed
 
 
 def test_one_process_under_torchrun_trains_the_same_weights_as_plain_python(tmp_path):
