@@ -43,7 +43,12 @@ def compile_model(model: torch.nn.Module, arguments: dict[str, Any] | None) -> t
     try:
         return torch.compile(model, **arguments)  # type: ignore[return-value]
     except Exception as error:
-        raise TrainingError(f"torch.compile failed: {type(error).__name__}: {error}. Pass compile=False to train without it") from error
+        raise compile_failure(error) from error
+
+
+def compile_failure(error: Exception) -> TrainingError:
+    """The error that says torch.compile failed, and how to train without it."""
+    return TrainingError(f"torch.compile failed: {type(error).__name__}: {error}. Pass compile=False to train without it")
 
 
 def is_compile_failure(error: BaseException) -> bool:

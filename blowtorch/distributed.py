@@ -54,22 +54,16 @@ class Distributed:
         return gathered
 
     def sum(self, values: torch.Tensor) -> torch.Tensor:
-        """The element-wise sum over all ranks of a float64 CPU tensor."""
-        reduced = values.clone()
-        dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
-        return reduced
+        """The element-wise sum over all ranks of a CPU tensor."""
+        return _all_reduce(values, dist.ReduceOp.SUM)
+
+    def min(self, values: torch.Tensor) -> torch.Tensor:
+        """The element-wise minimum over all ranks of a CPU tensor."""
+        return _all_reduce(values, dist.ReduceOp.MIN)
 
     def max(self, value: int) -> int:
         """The largest of every rank's ``value`` (one small CPU collective)."""
-        reduced = torch.tensor([value], dtype=torch.int64)
-        dist.all_reduce(reduced, op=dist.ReduceOp.MAX)
-        return int(reduced.item())
-
-    def min(self, values: torch.Tensor) -> torch.Tensor:
-        """The element-wise minimum over all ranks of a float64 CPU tensor."""
-        reduced = values.clone()
-        dist.all_reduce(reduced, op=dist.ReduceOp.MIN)
-        return reduced
+        return int(_all_reduce(torch.tensor([value], dtype=torch.int64), dist.ReduceOp.MAX).item())
 
     def describe(self) -> dict[str, Any]:
         """For the run's sacred ``info`` (a collective: every rank calls it): size, backend and hosts."""
@@ -82,6 +76,12 @@ class Distributed:
             return seed
         digest = hashlib.sha256(f"{seed}:{self.rank}".encode()).digest()
         return int.from_bytes(digest[:4], "little")
+
+
+def _all_reduce(values: torch.Tensor, op: Any) -> torch.Tensor:
+    reduced = values.clone()  # all_reduce works in place; the caller's tensor stays as it was
+    dist.all_reduce(reduced, op=op)
+    return reduced
 
 
 def report_failure(run_dir: Path, rank: int) -> None:

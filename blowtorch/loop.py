@@ -20,10 +20,10 @@ from typing import Any, Protocol
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from blowtorch.compilation import is_compile_failure
+from blowtorch.compilation import compile_failure, is_compile_failure
 from blowtorch.device import batch_size_of, move_to_device
 from blowtorch.distributed import Distributed
-from blowtorch.errors import NonFiniteLossError, OptionError, TrainingError, UsageError
+from blowtorch.errors import NonFiniteLossError, OptionError, UsageError
 from blowtorch.hooks import HookRegistry
 from blowtorch.interrupt import Interrupted, StopRequest
 from blowtorch.loggers.fanout import LoggerFanout
@@ -299,7 +299,7 @@ def _call_step(trainee: Trainee, step: Any, arguments: dict[str, Any]) -> Any:
         return step(arguments)
     except Exception as error:
         if trainee.options.compile is not False and is_compile_failure(error):
-            raise TrainingError(f"torch.compile failed: {type(error).__name__}: {error}. Pass compile=False to train without it") from error
+            raise compile_failure(error) from error
         raise
 
 

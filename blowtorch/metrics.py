@@ -185,11 +185,11 @@ class PassAccumulator:
         weights = np.asarray(self._weights, dtype=np.float64)
         with np.errstate(invalid="ignore", over="ignore"):
             weighted, total = (table * weights[:, None]).sum(axis=0), weights.sum()
-        first = np.array([np.flatnonzero(~np.isfinite(table[:, c]))[:1].tolist() or [np.inf] for c in range(len(names))]).reshape(-1)
+        first = np.array([_first_non_finite(table[:, column]) for column in range(len(names))], dtype=np.float64)
         if across is not None:
             summed = across.sum(torch.from_numpy(np.append(weighted, total))).numpy()
             weighted, total = summed[:-1], summed[-1]
-            first = across.min(torch.from_numpy(first.astype(np.float64))).numpy()
+            first = across.min(torch.from_numpy(first)).numpy()
         with np.errstate(invalid="ignore", over="ignore"):
             means = weighted / total if total > 0 else np.full(len(names), np.nan)
         first_non_finite = {name: int(first[column]) for column, name in enumerate(names) if np.isfinite(first[column])}
@@ -199,6 +199,12 @@ class PassAccumulator:
             steps=len(self._weights),
             first_non_finite=first_non_finite,
         )
+
+
+def _first_non_finite(column: np.ndarray) -> float:
+    """The row index of the first NaN or infinite value (inf: none), as a float for an all-reduce with MIN."""
+    bad = np.flatnonzero(~np.isfinite(column))
+    return float(bad[0]) if bad.size else np.inf
 
 
 PHASE_LABELS = {"train": "training", "val": "validation"}
