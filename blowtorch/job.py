@@ -17,11 +17,12 @@ from typing import Any
 from blowtorch.distributed import failure_of_another_rank, report_failure
 from blowtorch.errors import BlowtorchError, TrainingError
 from blowtorch.interrupt import Interrupted
-from blowtorch.loggers.base import COMPLETED, FAILED, INTERRUPTED
+from blowtorch.loggers.base import COMPLETED, FAILED, INTERRUPTED, RUNNING
 from blowtorch.loggers.fanout import LoggerFanout
 from blowtorch.loggers.textfile import TextFileLogger
 from blowtorch.loop import fit
 from blowtorch.run_lock import RunDirectoryLock
+from blowtorch.run_status import write_status
 from blowtorch.rundir import RunDirectory
 from blowtorch.sacred_bridge.record import RunRecord
 from blowtorch.setup import Prepared, follow, run_directory, set_up
@@ -66,6 +67,7 @@ class TrainingJob:
     def _run(self, record: RunRecord, run_dir: RunDirectory) -> dict[str, Any]:
         options = self.prepared.inputs.options
         record.set_info("run_dir", str(run_dir.path))
+        write_status(run_dir.path, RUNNING, record.experiment_name, record.id, 0, 0)
         text_log = TextFileLogger(run_dir)
         record.watch(run_dir.path, text_log.note)
         loggers: LoggerFanout | None = None
@@ -122,6 +124,7 @@ class TrainingJob:
             raise
         finally:
             (loggers if loggers is not None and loggers.started else text_log).on_finish(status)
+            write_status(run_dir.path, status, record.experiment_name, record.id, state.epoch, state.global_step)
             record.store_files(run_dir.path, options.checkpoints_to_upload())  # checked before the run started
 
 

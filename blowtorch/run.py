@@ -29,7 +29,8 @@ from blowtorch.loggers.progress import Progress
 from blowtorch.options import RunOptions
 from blowtorch.resume import ResumePoint, find_resume_point
 from blowtorch.run_lock import RunDirectoryLock
-from blowtorch.rundir import check_save_path
+from blowtorch.run_status import AUTO, find_unfinished_run
+from blowtorch.rundir import check_save_path, safe_run_name
 from blowtorch.sacred_bridge.experiment import SacredBridge
 from blowtorch.setup import TrainingInputs, prepare
 
@@ -96,7 +97,8 @@ class Run:
             mongo_timeout=mongo_timeout,
         )
         # `--resume PATH` on the command line: the run's own command line is repeated (see configure).
-        self._resume_point = find_resume_point(self._bridge.resume_path) if self._bridge.resume_path else None
+        cli_resume = self._bridge.resume_path
+        self._resume_point = find_resume_point(cli_resume) if cli_resume and cli_resume != AUTO else None
         self._bridge.configure(
             load_config_files(config_files),
             random_seed,
@@ -274,8 +276,11 @@ class Run:
         )
         # Everything that can be checked is checked before sacred records the run: a typo leaves
         # no FAILED run in the database and no directory in save_path.
-        inputs.check(resuming=options.resume is not None or self._resume_point is not None)
-        point = self._resume_point_for(options.resume)
+        inputs.check(resuming=options.resume is not None or self._bridge.resume_path is not None)
+        point = self._resume_point_for(options)
+        if point is not None and "seed" in point.config:
+            self._bridge.adopt_seed(point.config["seed"])
+            self._config = None
         main = self._distributed is None or self._distributed.is_main  # under torchrun rank 0 owns the run directory
         # A resumed run directory is held from here on; a new one by the job, once it exists.
         held = point.run_dir if main and point is not None else None
@@ -292,17 +297,45 @@ class Run:
             return f"run(..., resume={str(run_dir)!r})"
         return shlex.join(["python", self._bridge.argv[0], "--resume", str(run_dir)])
 
-    def _resume_point_for(self, resume: str | Path | None) -> ResumePoint | None:
-        if self._resume_point is not None:
-            if resume is not None and Path(resume).resolve() not in (
-                Path(self._bridge.resume_path or "").resolve(),
+    def _resume_point_for(self, options: RunOptions) -> ResumePoint | None:
+        resume, cli_resume = options.resume, self._bridge.resume_path
+        if self._resume_point is not None:  # --resume PATH: it also wins over resume="auto" in the script
+            if resume is not None and resume != AUTO and Path(resume).resolve() not in (
+                Path(cli_resume or "").resolve(),
                 self._resume_point.path.resolve(),
             ):
                 raise OptionError(
-                    f"run(resume={str(resume)!r}) and --resume {self._bridge.resume_path} on the command line name "
+                    f"run(resume={str(resume)!r}) and --resume {cli_resume} on the command line name "
                     f"different checkpoints; give only one of them"
                 )
             return self._resume_point
+        if cli_resume == AUTO and resume is not None and resume != AUTO:
+            raise OptionError(
+                f"run(resume={str(resume)!r}) names a checkpoint, but the command line says --resume auto; give only one of them"
+            )
+        if AUTO in (resume, cli_resume):
+            return self._unfinished_run(options)
         return find_resume_point(resume) if resume is not None else None
+
+    def _unfinished_run(self, options: RunOptions) -> ResumePoint | None:
+        """``resume="auto"``: the newest unfinished run of this experiment (rank 0 looks, every rank loads it)."""
+        save_path = Path(options.save_path).absolute()
+        experiment = self._bridge.experiment_name
+        cli_name = self._bridge.args.get("--name")
+        run_name = options.run_name or (safe_run_name(cli_name) if cli_name else None) or None
+        main = self._distributed is None or self._distributed.is_main
+        found = find_unfinished_run(save_path, experiment, run_name) if main else None
+        path = None if found is None else str(found.path)
+        if self._distributed is not None:
+            path = self._distributed.broadcast(path)
+        if main:
+            which = f"of experiment '{experiment}'" + (f" named '{run_name}'" if run_name else "")
+            print(
+                f"resume=auto: continuing {found.path} ({found.status} at epoch {found.epoch})"
+                if found is not None
+                else f"resume=auto: no unfinished run {which} in {save_path}; starting a new run",
+                file=sys.stderr,
+            )
+        return None if path is None else find_resume_point(path)
 
     run = __call__

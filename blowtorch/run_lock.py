@@ -16,6 +16,17 @@ from types import TracebackType
 from blowtorch.errors import UsageError
 
 
+def is_in_use(run_dir: Path) -> bool:
+    """Whether a running process holds ``run_dir`` (trains in it) right now."""
+    try:
+        lock = RunDirectoryLock(run_dir)
+        lock.acquire()
+    except UsageError:
+        return True
+    lock.release()
+    return False
+
+
 class RunDirectoryLock:
     """``with RunDirectoryLock(path):`` holds the run directory; a second holder fails at once."""
 

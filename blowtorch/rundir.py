@@ -42,7 +42,7 @@ import yaml
 from blowtorch.errors import OptionError
 
 TIMESTAMP_FORMAT = "%Y-%m-%d_%H-%M-%S"
-_RUN_DIR_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}-.+-(\d+)$")
+_RUN_DIR_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}-(.+)-(\d+)$")
 CHECKPOINTS = "checkpoints"
 SACRED_DIR = "sacred"
 #: What a run name may contain: ASCII letters, digits and ``- _ . + = @ ,``. Each is allowed in a file
@@ -106,6 +106,12 @@ class RunDirectory:
         # Opened per line so that every line is on disk even if the process dies right after.
         with open(self.log_file, "a", encoding="utf-8") as handle:
             handle.write(line.rstrip("\n") + "\n")
+
+
+def run_name_of(directory_name: str) -> str | None:
+    """The run name in a run directory's name ``<timestamp>-<name>-<N>``; None if it is not one."""
+    match = _RUN_DIR_PATTERN.match(directory_name)
+    return match.group(1) if match else None
 
 
 def plain_config(value: Any) -> Any:
@@ -218,12 +224,12 @@ def next_free_number(save_path: Path) -> int:
 def _held_elsewhere(save_path: Path, number: int, own: Path) -> bool:
     storage = save_path / SACRED_DIR / str(number)
     return (storage != own and storage.exists()) or any(
-        int(m.group(1)) == number for entry in _listdir(save_path) if entry != own.name and (m := _RUN_DIR_PATTERN.match(entry))
+        int(m.group(2)) == number for entry in _listdir(save_path) if entry != own.name and (m := _RUN_DIR_PATTERN.match(entry))
     )
 
 
 def _run_numbers(save_path: Path) -> list[int]:
-    return [int(m.group(1)) for entry in _listdir(save_path) if (m := _RUN_DIR_PATTERN.match(entry))]
+    return [int(m.group(2)) for entry in _listdir(save_path) if (m := _RUN_DIR_PATTERN.match(entry))]
 
 
 def _storage_numbers(save_path: Path) -> list[int]:

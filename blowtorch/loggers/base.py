@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+RUNNING = "RUNNING"
 COMPLETED = "COMPLETED"
 FAILED = "FAILED"
 INTERRUPTED = "INTERRUPTED"

@@ -109,6 +109,7 @@ class SacredBridge:
         self._handle_help_and_command()
         self.config_updates, self.named_configs = get_config_updates(self.args["UPDATE"])
         self.seed: int | None = None
+        self.seed_drawn = False  # no seed was given: a fresh random one
         self.sacred_run: Any = None
         self._config: dict[str, Any] | None = None
 
@@ -154,6 +155,21 @@ class SacredBridge:
             raise ConfigError(f"the config files cannot be used as sacred config: {error}") from error
         seed_everything(self.seed)
 
+    def adopt_seed(self, seed: int) -> None:
+        """A resumed run whose seed was drawn at random keeps its checkpoint's seed instead (which
+        seeds the distributed sampler's data order, and is what its config recorded); a seed the user
+        chose stays. The config is resolved again with it."""
+        if not self.seed_drawn or seed == self.seed:
+            return
+        self.seed = seed
+        self.config_updates = {**self.config_updates, "seed": seed}
+        self.sacred_run, self._config = None, None
+
+    @property
+    def experiment_name(self) -> str:
+        """The experiment's name as the run records it: sacred's ``-n NAME``, else the experiment's own."""
+        return str(self.args.get("--name") or self.experiment.path)
+
     # ---- construction ----------------------------------------------------------------------
 
     def _handle_help_and_command(self) -> None:
@@ -184,6 +200,7 @@ class SacredBridge:
             return _check_seed(random_seed, "random_seed")
         if "seed" in config:
             return _check_seed(config["seed"], "the config files")
+        self.seed_drawn = True
         return int(get_seed(random.Random(os.urandom(16))))  # not the global random: no side effects
 
     # ---- config resolution -----------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import assert_ok, only_run_dir, read_json, sacred_run_dirs, write_script
+from tests.helpers import REPO, assert_ok, only_run_dir, read_json, sacred_run_dirs, write_script
 
 SCRIPT = """
 import torch
@@ -229,7 +230,7 @@ torch.save(model.state_dict(), f"weights-{dist.get_rank()}.pt")
 """
 
 
-def test_sigterm_to_the_launcher_inside_an_epoch_stops_every_rank_and_resumes_bit_identically(tmp_path):
+def test_sigterm_to_the_launcher_inside_an_epoch_stops_every_rank_and_resume_auto_continues_bit_identically(tmp_path):
     straight_dir, split_dir = tmp_path / "straight", tmp_path / "split"
     straight_dir.mkdir(), split_dir.mkdir()
     assert_ok(torchrun(write_script(straight_dir, HOLDING_SCRIPT), cwd=straight_dir))
@@ -237,7 +238,7 @@ def test_sigterm_to_the_launcher_inside_an_epoch_stops_every_rank_and_resumes_bi
     port = str(free_port())
     launcher = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", port,
-         str(script), "with", "hold_at_step=8"],
+         str(script), "--resume", "auto", "with", "hold_at_step=8"],  # a cluster job's command: nothing to continue yet
         cwd=split_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -256,8 +257,101 @@ def test_sigterm_to_the_launcher_inside_an_epoch_stops_every_rank_and_resumes_bi
     checkpoint = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)
     assert checkpoint["position"] is not None and checkpoint["state"]["global_step"] == 9, stderr  # at the end of step 8, on both ranks
     assert stderr.count("To resume:") == 1  # rank 0 says it, once
+    assert stderr.count("resume=auto: no unfinished run of experiment 'train'") == 1
 
-    assert_ok(torchrun(script, "--resume", str(run_dir), cwd=split_dir))
+    requeued = torchrun(script, "--resume", "auto", "with", "hold_at_step=8", cwd=split_dir)  # the same command again
+    assert_ok(requeued)
+    assert requeued.stderr.count(f"resume=auto: continuing {run_dir} (INTERRUPTED at epoch 1)") == 1
     straight, resumed = weights(straight_dir / "weights-0.pt"), weights(split_dir / "weights-0.pt")
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
     assert torch.equal(weights(split_dir / "weights-1.pt")["weight"], resumed["weight"])
+
+
+SLURM_SCRIPT = """
+import signal
+import time
+from pathlib import Path
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, TensorDataset
+from blowtorch import Run
+
+run = Run(save_git_info=False)
+
+
+@run.config
+def settings():
+    optim = {"lr": 0.01}
+    hold_at_step = 8  # every rank says so in holding-<rank>, then waits until blowtorch has seen a SIGTERM
+
+
+@run.train_step
+def step(batch, model, step):
+    if step == run["hold_at_step"]:
+        Path(f"holding-{dist.get_rank()}").write_text("")
+        stop = signal.getsignal(signal.SIGTERM).__self__  # the StopRequest installed while training
+        deadline = time.monotonic() + 120
+        while not stop.requested and time.monotonic() < deadline:
+            time.sleep(0.01)
+    x, y = batch
+    return ((model(x) - y) ** 2).mean()
+
+
+run.configure_optimizers(lambda model: torch.optim.SGD(model.parameters(), lr=run["optim"]["lr"]))
+x = torch.randn(48, 3, generator=torch.Generator().manual_seed(0))
+y = x.sum(1, keepdim=True)
+run(torch.nn.Linear(3, 1), DataLoader(TensorDataset(x, y), batch_size=4, shuffle=True), max_epochs=3, use_gpu=False,
+    progress=False, optimize_first=True, checkpoint_every_n_steps=2)
+"""
+
+
+def slurm_job_script() -> str:
+    readme = (REPO / "README.md").read_text()
+    (script,) = [block for block in re.findall(r"```bash\n(.*?)```", readme, re.S) if "#SBATCH" in block]
+    return script
+
+
+def test_the_readmes_slurm_job_stops_at_its_time_limit_requeues_itself_and_then_continues(tmp_path):
+    """The README's sbatch script, run by bash as sbatch would, with stand-ins for srun (one task on this
+    machine) and scontrol (records the requeue); the training, torchrun and blowtorch are real."""
+    tools = tmp_path / "slurm-stand-ins"
+    tools.mkdir()
+    (tools / "srun").write_text('#!/bin/sh\nexec "$@"\n')
+    (tools / "scontrol").write_text(
+        '#!/bin/sh\ncase "$1" in\n  show) echo 127.0.0.1 ;;\n  requeue) echo "requeue $2" >> requeued ;;\nesac\n'
+    )
+    for tool in tools.iterdir():
+        tool.chmod(0o755)
+    job = tmp_path / "job.sh"
+    job.write_text(slurm_job_script())
+    write_script(tmp_path, SLURM_SCRIPT)
+    env = {
+        **os.environ,
+        "PATH": f"{tools}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "SLURM_JOB_ID": "77", "SLURM_JOB_NODELIST": "node1", "SLURM_NNODES": "1", "SLURM_GPUS_ON_NODE": "2",
+        "PYTHONUNBUFFERED": "1",
+    }  # fmt: skip
+
+    first = subprocess.Popen(["bash", str(job)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not all((tmp_path / f"holding-{rank}").exists() for rank in (0, 1)):
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        first.send_signal(signal.SIGTERM)  # what --signal=B:TERM@120 sends 120 s before the time limit
+        _, stderr = first.communicate(timeout=120)
+    finally:
+        first.kill()
+    assert (tmp_path / "requeued").read_text() == "requeue 77\n", stderr
+    run_dir = only_run_dir(tmp_path / "train_logs")
+    assert read_json(run_dir / "status.json")["status"] == "INTERRUPTED", stderr
+    assert "resume=auto: no unfinished run of experiment 'train'" in stderr
+
+    requeued = subprocess.run(["bash", str(job)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert_ok(requeued)
+    assert f"resume=auto: continuing {run_dir} (INTERRUPTED at epoch" in requeued.stderr
+    status = read_json(run_dir / "status.json")
+    assert (status["status"], status["epoch"], status["sacred_run_id"]) == ("COMPLETED", 3, "2")
+    assert read_json(tmp_path / "train_logs" / "sacred" / "2" / "config.json")["optim"] == {"lr": 0.1}  # the job's `with`
+    assert (tmp_path / "requeued").read_text() == "requeue 77\n"  # the run completed: not requeued again
