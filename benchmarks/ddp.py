@@ -156,7 +156,10 @@ def main() -> None:
         (hand_written if args.worker == "hand-written" else with_blowtorch)(args.epochs, args.out)
         return
     steps = TRAIN_SAMPLES // (BATCH_SIZE * args.nproc)
-    print(f"{args.nproc} processes x batch {BATCH_SIZE}, {steps} steps per epoch per process, {args.epochs} epochs, MLP 32-512-512-10, Adam, gloo")
+    print(
+        f"{args.nproc} processes x batch {BATCH_SIZE}, {steps} steps per epoch per process, {args.epochs} epochs, "
+        f"MLP 32-512-512-10, Adam, gloo"
+    )
     ratios, identical = [], []
     for round_number in range(args.rounds):
         order = ["hand-written", "blowtorch"] if round_number % 2 == 0 else ["blowtorch", "hand-written"]
