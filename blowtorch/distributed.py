@@ -107,6 +107,15 @@ def failure_of_another_rank(run_dir: Path, wait: float = 3.0) -> tuple[int, str]
     return rank, trace
 
 
+def is_broken_collective(error: BaseException) -> bool:
+    """Whether ``error`` says a collective lost its peers: what a rank sees when another one dies
+    without a Python error (SIGKILL, out of memory, a lost node), or after the timeout."""
+    if isinstance(error, dist.DistError):
+        return True
+    message = str(error)
+    return isinstance(error, RuntimeError) and any(mark in message for mark in ("gloo", "NCCL", "Connection reset", "Connection closed"))
+
+
 def under_torchrun() -> bool:
     return all(name in os.environ for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
 
