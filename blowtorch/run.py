@@ -7,6 +7,7 @@ the run's life cycle to ``job``, what happens before the first step to ``setup``
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -295,7 +296,13 @@ class Run:
         """How to continue an interrupted run: the script's command line, or ``run(...)`` in a notebook."""
         if not self._bridge.owns_process:  # a notebook, or a command line given as Run(argv=...)
             return f"run(..., resume={str(run_dir)!r})"
-        return shlex.join(["python", self._bridge.argv[0], "--resume", str(run_dir)])
+        resume = [self._bridge.argv[0], "--resume", str(run_dir)]
+        if self._distributed is None:
+            return shlex.join(["python", *resume])
+        nodes = int(os.environ.get("WORLD_SIZE", 1)) // max(int(os.environ.get("LOCAL_WORLD_SIZE", 1)), 1)
+        if nodes > 1:  # the launcher's rendezvous options are not known here
+            return "torchrun <your launcher options, on every node> " + shlex.join(resume) + "  (or --resume auto)"
+        return shlex.join(["torchrun", "--nproc-per-node", str(self._distributed.world_size), *resume])
 
     def _resume_point_for(self, options: RunOptions) -> ResumePoint | None:
         resume, cli_resume = options.resume, self._bridge.resume_path

@@ -257,6 +257,7 @@ def test_sigterm_to_the_launcher_inside_an_epoch_stops_every_rank_and_resume_aut
     checkpoint = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)
     assert checkpoint["position"] is not None and checkpoint["state"]["global_step"] == 9, stderr  # at the end of step 8, on both ranks
     assert stderr.count("To resume:") == 1  # rank 0 says it, once
+    assert f"To resume: torchrun --nproc-per-node 2 {script} --resume {run_dir}" in stderr
     assert stderr.count("resume=auto: no unfinished run of experiment 'train'") == 1
 
     requeued = torchrun(script, "--resume", "auto", "with", "hold_at_step=8", cwd=split_dir)  # the same command again
