@@ -19,7 +19,7 @@ from sacred import Experiment
 from sacred.observers import RunObserver
 
 from blowtorch.config import ConfigDict, PathLike, load_config_files
-from blowtorch.distributed import check_backend, join_process_group
+from blowtorch.distributed import check_ddp_options, join_process_group
 from blowtorch.errors import ConfigError, OptionError
 from blowtorch.hooks import HookRegistry
 from blowtorch.interrupt import Interrupted
@@ -84,7 +84,7 @@ class Run:
         self._loggers = check_loggers(loggers, "Run(loggers=...)")
         self._hooks = HookRegistry()
         self._config_functions: list[Callable[..., Any]] = []  # config scopes and named configs, for source.txt
-        check_backend(ddp_backend)
+        check_ddp_options(ddp_backend, ddp_timeout)
         self._distributed = join_process_group(ddp_backend, ddp_timeout)
         self._bridge = SacredBridge(
             caller_globals,
