@@ -57,10 +57,7 @@ def run_process(argv: Sequence[str], *, cwd: Path, environment: dict[str, str], 
         fcntl.ioctl(child_side, termios.TIOCSWINSZ, struct.pack("HHHH", *TERMINAL_SIZE, 0, 0))
         try:
             started = now()
-            process = subprocess.Popen(
-                argv, cwd=cwd, env=environment, stdin=subprocess.DEVNULL, stdout=child_side, stderr=child_side,
-                start_new_session=True,  # its own session, so the pty can become its controlling terminal
-            )  # fmt: skip
+            process = subprocess.Popen(argv, cwd=cwd, env=environment, stdin=subprocess.DEVNULL, stdout=child_side, stderr=child_side)
         finally:
             os.close(child_side)
         reader = threading.Thread(target=_drain, args=(controller, sink), daemon=True)
@@ -74,9 +71,11 @@ def run_process(argv: Sequence[str], *, cwd: Path, environment: dict[str, str], 
 def _wait(process: subprocess.Popen[bytes], started: float, log: Path, timeout: float, reader: threading.Thread | None) -> Finished:
     try:
         returncode = process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    except BaseException as error:  # the timeout, or Ctrl-C: no measured process outlives the harness
         process.send_signal(signal.SIGKILL)  # only the process this harness started
         process.wait()
+        if not isinstance(error, subprocess.TimeoutExpired):
+            raise
         raise MeasurementError(f"{' '.join(process.args)} did not finish within {timeout:.0f} s (killed); see {log}") from None  # type: ignore[arg-type]
     exited = now()
     if reader is not None:

@@ -113,7 +113,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines += _checkpoint_table(summary["checkpoint"])
     if "imports" in summary:
         lines += _import_table(summary["imports"])
-    lines += ["", "Figures are medians over the rounds, with the smallest and largest value in brackets."]
+    lines += ["", "Figures are medians over the rounds (checkpoint writes: over every write), with the smallest and largest in brackets."]
     return "\n".join(lines) + "\n"
 
 
@@ -189,7 +189,7 @@ def _checkpoint_table(summary: dict[str, Any]) -> list[str]:
     for size, s in summary.items():
         durable = {method: _value(times, 1, unit=" ms") for method, times in s["durable_ms"].items()}
         cells = [
-            f"{size} ({s['megabytes']:.2f} MB)",
+            f"{size} ({s['megabytes']:.3g} MB written)",
             durable["torch.save"],
             durable["torch.save + fsync"],
             f"{s['blowtorch_blocked_ms']['median']:.1f} / {durable['blowtorch']}",

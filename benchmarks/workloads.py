@@ -50,7 +50,7 @@ class Workload:
         return mlp(self.widths)
 
     def loaders(self, seed: int) -> tuple[DataLoader, DataLoader]:
-        """Training (shuffled) and validation loaders, each with its own seeded generator."""
+        """A training loader shuffled by its own sampler, and a validation loader in a fixed order."""
         generator = torch.Generator().manual_seed(seed + 1)
         features, classes = self.widths[0], self.widths[-1]
         teacher = torch.randn(features, classes, generator=generator)
@@ -70,11 +70,11 @@ class Workload:
 class EpochPermutation(Sampler[int]):
     """A new random order every epoch, drawn from its own generator when the epoch's first batch is read.
 
-    Not ``shuffle=True``: torch's ``RandomSampler`` draws a second, unused permutation when an
-    epoch's iterator is exhausted, which a loop that stops after ``len(loader)`` batches
-    (Lightning's) never does, so the orders of later epochs would differ between frameworks that
-    read the same batches. The generator is an attribute called ``generator`` so that frameworks
-    which save a sampler's random state (blowtorch) find it.
+    Not ``shuffle=True``: torch's ``RandomSampler`` draws one more permutation (and uses none of
+    it) when an epoch's iterator is exhausted, which a loop that stops after ``len(loader)``
+    batches (Lightning's) never does, so later epochs would see other orders in different
+    frameworks. The generator is an attribute called ``generator`` so that frameworks which save a
+    sampler's random state (blowtorch) find it.
     """
 
     def __init__(self, size: int, generator: torch.Generator) -> None:
