@@ -30,9 +30,9 @@ from benchmarks.harness import check_finished, rotated, run_process
 
 # name -> the MLP whose model and Adam state make up the payload
 SIZES = {
-    "0.04 MB": (32, 64, 10),  # the tiny workload's checkpoint
-    "25 MB": (32, 1024, 1024, 1024, 10),  # the medium workload's
-    "200 MB": (32, 2880, 2880, 2880, 10),
+    "0.04MB": (32, 64, 10),  # the tiny workload's checkpoint
+    "25MB": (32, 1024, 1024, 1024, 10),  # the medium workload's
+    "200MB": (32, 2880, 2880, 2880, 10),
 }
 METHODS = ("torch.save", "torch.save + fsync", "blowtorch")
 
@@ -63,14 +63,14 @@ def measure_checkpoints(
         for size in rotated(sizes, round_index):
             directory = scratch / f"checkpoint-{round_index}"
             directory.mkdir(parents=True, exist_ok=True)
-            log = out / "logs" / "checkpoint" / f"round{round_index}-{size.replace(' ', '')}.log"
+            log = out / "logs" / "checkpoint" / f"round{round_index}-{size}.log"
             argv = [sys.executable, "-m", "benchmarks.checkpoints", size, str(repeats), str(round_index), str(directory)]
             finished = run_process(argv, cwd=directory, environment=child_environment(threads), log=log, terminal=False, timeout=timeout)
             check_finished(finished, f"the checkpoint benchmark at {size}")
             result = json.loads((directory / "result.json").read_text())
             records.append({"round": round_index, "size": size, **result})
             medians = {method: sorted(times)[len(times) // 2] * 1e3 for method, times in result["durable_s"].items()}
-            say(f"checkpoint round {round_index + 1}/{rounds} {size:>7}: " + ", ".join(f"{m} {t:.1f} ms" for m, t in medians.items()))
+            say(f"checkpoint round {round_index + 1}/{rounds} {size:>6}: " + ", ".join(f"{m} {t:.1f} ms" for m, t in medians.items()))
             shutil.rmtree(directory)
     return {"sizes": {size: SIZES[size] for size in sizes}, "repeats": repeats, "records": records}
 

@@ -22,7 +22,7 @@ DEFAULTS = {
     "workloads": (list(WORKLOADS), ["tiny"]),
     "rounds": (5, 1),
     "epochs": (10, 2),
-    "checkpoint_sizes": (list(SIZES), ["0.04 MB"]),
+    "checkpoint_sizes": (list(SIZES), ["0.04MB"]),
     "checkpoint_repeats": (5, 2),
 }
 
@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.rounds < 1 or args.epochs < 1 or args.checkpoint_repeats < 1:
         raise SystemExit("--rounds, --epochs and --checkpoint-repeats must be at least 1")
     contestants, missing = select(args.contestants)
+    if missing:
+        _say(f"not installed, so not measured: {', '.join(c.name for c in missing)} (pip install -e '.[bench]')")
     out: Path = args.out.absolute()
     scratch: Path = (args.scratch or out / "scratch").absolute()
     shutil.rmtree(out / "logs", ignore_errors=True)
@@ -78,7 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     if "checkpoint" in args.parts:
         results["checkpoint"] = measure_checkpoints(args.checkpoint_sizes, repeats=args.checkpoint_repeats, **common)
     if "imports" in args.parts:
-        frameworks = [f for f in ("blowtorch", "lightning", "ignite") if any(c.name.startswith(f) for c in contestants)]
+        # blowtorch always (the subject); the others when one of their contestants is measured
+        frameworks = ["blowtorch", *(f for f in ("lightning", "ignite") if any(c.name.startswith(f) for c in contestants))]
         results["imports"] = measure_imports(frameworks, **common)
     results["summary"] = summarize(results)
     (out / "results.json").write_text(json.dumps(results, indent=1))
