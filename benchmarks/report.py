@@ -146,7 +146,7 @@ def _training_table(workload: str, measured: dict[str, Any], per_contestant: dic
         lines.append(
             "| " + " | ".join([
                 BY_NAME[name].label,
-                _value(s["ratio"], 2),
+                "1.00" if is_reference else _value(s["ratio"], 2),
                 "—" if is_reference else _value(s["us_per_step_over_reference"], 0),
                 _value(s["run_to_first_step_s"], 0, 1e3, " ms"),
                 _value(s["process_to_first_step_s"], 2, unit=" s"),
