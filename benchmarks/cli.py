@@ -10,13 +10,14 @@ from typing import Any
 
 from benchmarks.checkpoints import SIZES, measure_checkpoints
 from benchmarks.contestants import BY_NAME, select
+from benchmarks.ddp import measure_ddp
 from benchmarks.environment import describe_machine
 from benchmarks.imports import measure_imports
 from benchmarks.report import markdown, summarize
 from benchmarks.training import measure_workload
 from benchmarks.workloads import WORKLOADS
 
-PARTS = ("training", "checkpoint", "imports")
+PARTS = ("training", "checkpoint", "imports", "ddp")
 # Full run / --quick (a smoke run: the tiny workload once, two epochs, the smallest checkpoint).
 DEFAULTS = {
     "workloads": (list(WORKLOADS), ["tiny"]),
@@ -24,6 +25,7 @@ DEFAULTS = {
     "epochs": (10, 2),
     "checkpoint_sizes": (list(SIZES), ["0.04MB"]),
     "checkpoint_repeats": (5, 2),
+    "ddp_epochs": (5, 1),
 }
 
 
@@ -42,6 +44,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-repeats", type=int, help="writes per method, size and round (default 5)")
     p.add_argument("--out", type=Path, default=Path("benchmark-results"), help="results.json, results.md and logs/ (default: %(default)s)")
     p.add_argument("--scratch", type=Path, help="where the runs write (default: OUT/scratch); put it on the disk you train on")
+    p.add_argument("--ddp-epochs", type=int, help="epochs of the ddp part (default 5)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds one measured process may take")
     p.add_argument("--report", type=Path, metavar="RESULTS_JSON", help="only print the markdown of an earlier results.json")
     return p
@@ -83,6 +86,8 @@ def main(argv: list[str] | None = None) -> None:
         # blowtorch always (the subject); the others when one of their contestants is measured
         frameworks = ["blowtorch", *(f for f in ("lightning", "ignite") if any(c.name.startswith(f) for c in contestants))]
         results["imports"] = measure_imports(frameworks, **common)
+    if "ddp" in args.parts:
+        results["ddp"] = measure_ddp(args.rounds, args.ddp_epochs, nproc=2, say=_say)
     results["summary"] = summarize(results)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     report = markdown(results)

@@ -1,17 +1,17 @@
 """blowtorch under torchrun against a hand-written DistributedDataParallel loop on the same data.
 
-    python benchmarks/ddp.py [--rounds 5] [--nproc 2] [--epochs 5]
+Part ``ddp`` of ``python -m benchmarks``. Each measurement is a fresh ``torchrun --nproc-per-node 2``
+launch (gloo, CPU, one thread per process); rounds alternate which loop goes first, and each
+round's ratio pairs blowtorch with the hand-written loop of the same round. What is timed is the
+training epochs, on rank 0: from the start of epoch 0 to the end of the last one, each epoch with
+a training pass (a DistributedSampler shuffled with ``set_epoch``), a validation pass split across
+the ranks with its sums all-reduced, and a checkpoint written by rank 0. Start-up (process group,
+sacred) is not in it. The final weights of the two loops are compared too: same seed, same data
+order, same updates.
 
-Each measurement is a fresh ``torchrun --nproc-per-node N`` launch (gloo, CPU, one thread per
-process); rounds alternate which loop goes first, and each round's ratio pairs blowtorch with the
-hand-written loop of the same round. What is timed is the training epochs, on rank 0: from the
-start of epoch 0 to the end of the last one, each epoch with a training pass (a DistributedSampler
-shuffled with ``set_epoch``), a validation pass split across the ranks with its sums all-reduced,
-and a checkpoint written by rank 0. Start-up (process group, sacred) is not in it. The final
-weights of the two loops are compared too: same seed, same data order, same updates.
-
-Both loops are the same PyTorch calls; blowtorch adds its bookkeeping, the per-step agreement on
-stopping (one small all-reduce), its metrics and its crash-safe checkpoint.
+Both loops make the same PyTorch calls; blowtorch adds its bookkeeping, the per-step agreement on
+stopping (one small all-reduce), its metrics and its crash-safe checkpoint. torchrun runs this file
+as the worker (``--worker``).
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ import argparse
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -143,38 +144,36 @@ def measure(kind: str, nproc: int, epochs: int, directory: Path) -> tuple[float,
     return json.loads(out.read_text())["seconds"], torch.load(out.with_suffix(".weights.pt"), weights_only=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--nproc", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--worker", choices=["hand-written", "blowtorch"], help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        torch.set_num_threads(1)
-        (hand_written if args.worker == "hand-written" else with_blowtorch)(args.epochs, args.out)
-        return
-    steps = TRAIN_SAMPLES // (BATCH_SIZE * args.nproc)
-    print(
-        f"{args.nproc} processes x batch {BATCH_SIZE}, {steps} steps per epoch per process, {args.epochs} epochs, "
-        f"MLP 32-512-512-10, Adam, gloo"
+def measure_ddp(rounds: int, epochs: int, nproc: int, say: Callable[[str], None]) -> dict[str, Any]:
+    """The paired rounds: seconds of each loop, the ratio, and whether the final weights are identical."""
+    steps = TRAIN_SAMPLES // (BATCH_SIZE * nproc)
+    setting = (
+        f"{nproc} processes x batch {BATCH_SIZE} (gloo, CPU, 1 thread each), {steps} steps per epoch per process, "
+        f"{epochs} epochs, MLP 32-512-512-10, Adam, validation and a checkpoint every epoch"
     )
-    ratios, identical = [], []
-    for round_number in range(args.rounds):
+    say(f"ddp: {setting}")
+    records = []
+    for round_number in range(rounds):
         order = ["hand-written", "blowtorch"] if round_number % 2 == 0 else ["blowtorch", "hand-written"]
         results = {}
         for kind in order:
             with tempfile.TemporaryDirectory() as directory:
-                results[kind] = measure(kind, args.nproc, args.epochs, Path(directory))
+                results[kind] = measure(kind, nproc, epochs, Path(directory))
         (raw, raw_weights), (ours, our_weights) = results["hand-written"], results["blowtorch"]
-        ratios.append(ours / raw)
-        identical.append(all(torch.equal(raw_weights[k], our_weights[k]) for k in raw_weights))
-        print(f"round {round_number + 1}: hand-written {raw:.3f} s, blowtorch {ours:.3f} s, ratio {ours / raw:.3f}")
-    print(
-        f"blowtorch / hand-written DDP loop: median {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f}); "
-        f"final weights bit-identical in {sum(identical)} of {len(identical)} rounds"
-    )
+        identical = all(torch.equal(raw_weights[k], our_weights[k]) for k in raw_weights)
+        records.append({"round": round_number, "hand_written": raw, "blowtorch": ours, "ratio": ours / raw, "identical": identical})
+        say(f"ddp round {round_number + 1}: hand-written {raw:.3f} s, blowtorch {ours:.3f} s, ratio {ours / raw:.3f}")
+    return {"setting": setting, "records": records}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="a worker of the ddp benchmark, started by torchrun")
+    parser.add_argument("--worker", choices=["hand-written", "blowtorch"], required=True)
+    parser.add_argument("--epochs", type=int, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    (hand_written if args.worker == "hand-written" else with_blowtorch)(args.epochs, args.out)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,9 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         summary["checkpoint"] = _summarize_checkpoints(results["checkpoint"]["records"])
     if "imports" in results:
         summary["imports"] = _summarize_imports(results["imports"]["records"])
+    if "ddp" in results:
+        records = results["ddp"]["records"]
+        summary["ddp"] = {"ratio": spread(r["ratio"] for r in records), "identical": sum(r["identical"] for r in records), "n": len(records)}
     return summary
 
 
@@ -113,6 +116,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines += _checkpoint_table(summary["checkpoint"])
     if "imports" in summary:
         lines += _import_table(summary["imports"])
+    if "ddp" in summary:
+        lines += _ddp_table(results["ddp"]["setting"], summary["ddp"])
     lines += ["", "Figures are medians over the rounds (checkpoint writes: over every write), with the smallest and largest in brackets."]
     return "\n".join(lines) + "\n"
 
@@ -217,3 +222,15 @@ def _import_table(summary: dict[str, Any]) -> list[str]:
             continue
         lines.append(f"| `import {framework}` | " + " | ".join(_value(modes[mode], 3, unit=" s") for mode in MODES) + " |")
     return lines
+
+
+def _ddp_table(setting: str, summary: dict[str, Any]) -> list[str]:
+    ratio = summary["ratio"]
+    return [
+        "",
+        f"## DDP: blowtorch under torchrun against a hand-written DDP loop ({setting})",
+        "",
+        "| | ratio of the training epochs' wall time | final weights |",
+        "| --- | --- | --- |",
+        f"| blowtorch ÷ hand-written DDP loop | {_value(ratio, 2)} | bit-identical in {summary['identical']} of {summary['n']} rounds |",
+    ]

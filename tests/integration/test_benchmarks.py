@@ -53,8 +53,12 @@ def test_quick_run_measures_every_part_and_compares_the_weights(tmp_path):
     assert set(imports) == {"torch_s", "blowtorch"}  # no Lightning or Ignite contestant chosen
     assert set(imports["blowtorch"]) == {"cold", "after torch's warm-up"}
 
+    ddp = results["ddp"]["records"]
+    assert len(ddp) == 1 and ddp[0]["ratio"] == ddp[0]["blowtorch"] / ddp[0]["hand_written"]
+    assert ddp[0]["identical"] is True  # blowtorch under torchrun makes the hand-written DDP loop's updates
+
     report = (out / "results.md").read_text()
-    for heading in ("## Training: tiny", "## Checkpoint writes", "## Imports"):
+    for heading in ("## Training: tiny", "## Checkpoint writes", "## Imports", "## DDP: blowtorch under torchrun"):
         assert heading in report
     blowtorch_row = next(line for line in report.splitlines() if line.startswith("| **blowtorch, defaults on**"))
     assert blowtorch_row.endswith("| bit-identical |")
