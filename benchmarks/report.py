@@ -27,7 +27,8 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         summary["imports"] = _summarize_imports(results["imports"]["records"])
     if "ddp" in results:
         records = results["ddp"]["records"]
-        summary["ddp"] = {"ratio": spread(r["ratio"] for r in records), "identical": sum(r["identical"] for r in records), "n": len(records)}
+        identical = sum(r["identical"] for r in records)
+        summary["ddp"] = {"ratio": spread(r["ratio"] for r in records), "identical": identical, "n": len(records)}
     return summary
 
 
