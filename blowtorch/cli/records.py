@@ -146,9 +146,10 @@ class RunHistory:
             if leg.stored is not None:
                 for name, series in leg.stored.metrics().items():
                     combined.setdefault(name, {}).update(zip(series.steps, series.values, strict=True))
-        if self.newest.status in (RUNNING, DEAD) or self.newest.stored is None:
+        if self.newest.status in (RUNNING, DEAD) or any(leg.stored is None or leg.stored.metrics_damaged for leg in self.legs):
             # sacred hands metrics to its observers with its heartbeat (every 10 s): a killed run's last ones
-            # are only in log.txt (six significant digits), which has every epoch of the chain
+            # are only in log.txt (six significant digits), which has every epoch of the chain; so has a -u run,
+            # and a run whose metrics.json is damaged
             for name, values in log_file_metrics(self.path).items():
                 combined[name] = {**values, **combined.get(name, {})}
         return {name: dict(sorted(values.items())) for name, values in combined.items()}

@@ -36,6 +36,7 @@ class StoredRun:
     run: dict[str, Any]  # run.json; {} when it cannot be read
     info: dict[str, Any]  # info.json; {} before the run's first heartbeat with info
     problems: list[str] = field(default_factory=list)
+    metrics_damaged: bool = False  # metrics.json exists but cannot be read
     _metrics: dict[str, Series] | None = None
 
     @property
@@ -100,12 +101,15 @@ class StoredRun:
         if self._metrics is None:
             self._metrics = {}
             raw = self._read_json("metrics.json", required=False)
+            self.metrics_damaged = raw is None and (self.path / "metrics.json").exists()
             if isinstance(raw, dict):
                 try:
                     self._metrics = {str(name): _series(m) for name, m in raw.items()}
                 except (KeyError, TypeError, ValueError) as error:
+                    self.metrics_damaged = True
                     self._problem(f"{self.relative('metrics.json')} does not hold sacred metrics ({type(error).__name__}: {error})")
             elif raw is not None:
+                self.metrics_damaged = True
                 self._problem(f"{self.relative('metrics.json')} does not hold sacred metrics (a JSON object by metric name)")
         return self._metrics
 
