@@ -27,7 +27,7 @@ class CommandError(Exception):
 
 
 #: The subcommand modules, in the order ``blowtorch --help`` lists them.
-SUBCOMMANDS: tuple[str, ...] = ("runs", "show", "diff")
+SUBCOMMANDS: tuple[str, ...] = ("runs", "show", "diff", "plot")
 
 
 def build_parser() -> argparse.ArgumentParser:

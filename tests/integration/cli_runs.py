@@ -123,11 +123,12 @@ def cli_runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
 @pytest.fixture
 def blowtorch_command():
     """``blowtorch_command(*args, cwd=..., env=...)``: ``python -m blowtorch ARGS`` as a subprocess, this
-    checkout's blowtorch first on the path."""
+    checkout's blowtorch first on the path (an ``env`` PYTHONPATH comes before it)."""
 
     def command(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
-        full_env = {**os.environ, "PYTHONPATH": path, **(env or {})}
+        env = dict(env or {})
+        path = os.pathsep.join(p for p in (env.pop("PYTHONPATH", None), str(REPO), os.environ.get("PYTHONPATH")) if p)
+        full_env = {**os.environ, **env, "PYTHONPATH": path}
         return subprocess.run(
             [sys.executable, "-m", "blowtorch", *args], cwd=cwd, capture_output=True, text=True, timeout=180, env=full_env
         )
