@@ -2,10 +2,11 @@
 
 ``cli_runs`` (session) trains, in two processes, one after the other (each run is tiny, so most of
 the time is the processes' start): ``alpha`` and ``beta`` (completed, different configs), ``gamma``
-(fails at step 5), ``delta`` (SIGTERM at step 6: interrupted; then resumed to 4 epochs: a chain of
-two sacred runs), ``epsilon`` (``-u``: no sacred record), ``eta`` (SIGKILL at step 1, before its
-first epoch: a half-written run) and ``zeta`` (SIGKILL at step 9, after two epochs). 4 steps per
-epoch, epoch 0 a baseline. Tests only read it; a test that damages files works on a copy.
+(fails at step 5), ``delta`` (SIGTERM at step 6: interrupted; resumed to 4 epochs and interrupted at
+step 13; resumed again with a comment of its own: a chain of three sacred runs), ``epsilon`` (``-u``:
+no sacred record), ``eta`` (SIGKILL at step 1, before its first epoch: a half-written run) and
+``zeta`` (SIGKILL at step 9, after two epochs). 4 steps per epoch, epoch 0 a baseline. Tests only
+read it; a test that damages files works on a copy.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ RUNS = (
     "-n beta with lr=0.1 max_epochs=2",
     "-n gamma with fail_at=5",
     "-n delta with term_at=6",
-    "--resume PREVIOUS with term_at=-1 max_epochs=4",
+    "--resume PREVIOUS with term_at=13 max_epochs=4",
+    "--resume PREVIOUS -c 'the last epoch' with term_at=-1",
     "-u -n epsilon",
     "-n eta with kill_at=1",
 )

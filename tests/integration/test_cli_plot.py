@@ -36,14 +36,14 @@ def test_each_line_holds_its_runs_values_and_a_resumed_chain_is_one_line(cli_run
         assert list(lines) == [labels["alpha"], labels["beta"], labels["delta"]]
         assert lines[labels["alpha"]] == series(cli_runs.save_path, [1], metric)
         assert lines[labels["beta"]] == series(cli_runs.save_path, [2], metric)
-        assert lines[labels["delta"]] == series(cli_runs.save_path, [4, 5], metric)  # sacred runs 4 and 5: one line
+        assert lines[labels["delta"]] == series(cli_runs.save_path, [4, 5, 6], metric)  # sacred runs 4, 5 and 6: one line
         assert lines[labels["delta"]][0] == [0, 1, 2, 3]
     assert {axes.get_xlabel() for axes in figure.axes} == {"epoch"}
 
     steps = build_figure(select_panels([histories["delta"]], ["train_step.loss"]))
     [axes] = steps.axes
     assert axes.get_xlabel() == "global step"
-    assert lines_of(steps)["train_step.loss"][labels["delta"]] == series(cli_runs.save_path, [4, 5], "train_step.loss")
+    assert lines_of(steps)["train_step.loss"][labels["delta"]] == series(cli_runs.save_path, [4, 5, 6], "train_step.loss")
 
     # The command draws exactly this figure: its PNG is byte for byte the one saved here.
     result = blowtorch_command("plot", "alpha", "beta", "4", cwd=cli_runs.base, env={"MPLCONFIGDIR": str(tmp_path)})

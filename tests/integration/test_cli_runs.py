@@ -25,11 +25,12 @@ def test_every_run_is_listed_newest_first_with_its_status_progress_and_chain(cli
     assert result.returncode == 0 and result.stderr == "", result.stderr
     rows = parse_table(result.stdout)
     assert [(r["RUN"], r["ID"], r["STATUS"], r["EPOCHS"], r["RESUMED FROM"]) for r in rows] == [
-        (cli_runs.dirs["zeta"].name, "8", "DEAD?", "2/3", "-"),  # SIGKILL after two epochs: no process holds it
-        (cli_runs.dirs["eta"].name, "7", "DEAD?", "0/3", "-"),  # SIGKILL before its first epoch
+        (cli_runs.dirs["zeta"].name, "9", "DEAD?", "2/3", "-"),  # SIGKILL after two epochs: no process holds it
+        (cli_runs.dirs["eta"].name, "8", "DEAD?", "0/3", "-"),  # SIGKILL before its first epoch
         (cli_runs.dirs["epsilon"].name, "-", "COMPLETED", "3/3", "-"),  # -u: no sacred id
         (cli_runs.dirs["delta"].name, "4", "INTERRUPTED", "1/3", "-"),  # the chain: its first run ...
-        ("`- resumed", "5", "COMPLETED", "4/4", "run 4 at epoch 1"),  # ... and its continuation, right below
+        ("`- resumed", "5", "INTERRUPTED", "3/4", "run 4 at epoch 1"),  # ... and its continuations, right below
+        ("`- resumed", "6", "COMPLETED", "4/4", "run 5 at epoch 3"),
         (cli_runs.dirs["gamma"].name, "3", "FAILED", "1/3", "-"),
         (cli_runs.dirs["beta"].name, "2", "COMPLETED", "2/2", "-"),
         (cli_runs.dirs["alpha"].name, "1", "COMPLETED", "3/3", "-"),
@@ -39,8 +40,8 @@ def test_every_run_is_listed_newest_first_with_its_status_progress_and_chain(cli
     alpha_result = read_json(sacred / "1" / "run.json")["result"]
     assert by_id["1"]["BEST"] == f"val.loss {alpha_result['best_value']:.4g} @ {alpha_result['best_epoch']}"
     state = torch.load(cli_runs.dirs["zeta"] / "checkpoints" / "latest.pt", weights_only=True)["state"]
-    assert by_id["8"]["BEST"] == f"val.loss {state['best_value']:.4g} @ 1"  # the killed run's checkpoint has it
-    assert by_id["7"]["BEST"] == "-"
+    assert by_id["9"]["BEST"] == f"val.loss {state['best_value']:.4g} @ 1"  # the killed run's checkpoint has it
+    assert by_id["8"]["BEST"] == "-"
     assert by_id["1"]["HOST"] == read_json(sacred / "1" / "run.json")["host"]["hostname"]
     start = dt.datetime.fromisoformat(read_json(sacred / "2" / "run.json")["start_time"]).replace(tzinfo=dt.timezone.utc)
     assert by_id["2"]["STARTED"] == start.astimezone().strftime("%Y-%m-%d %H:%M:%S")
@@ -54,15 +55,17 @@ def test_json_records_hold_the_same_runs_and_the_chain(cli_runs, blowtorch_comma
     assert list(records) == ["zeta", "eta", "epsilon", "delta", "gamma", "beta", "alpha"]
     delta = records["delta"]
     assert delta["run_dir"] == str(cli_runs.dirs["delta"]) and delta["status"] == "COMPLETED" and delta["epochs"] == 4
-    assert [(r["sacred_id"], r["status"], r["epochs"], r["max_epochs"]) for r in delta["runs"]] == [
-        ("4", "INTERRUPTED", 1, 3),
-        ("5", "COMPLETED", 4, 4),
+    assert [(r["sacred_id"], r["status"], r["epochs"], r["max_epochs"], r["comment"]) for r in delta["runs"]] == [
+        ("4", "INTERRUPTED", 1, 3, None),
+        ("5", "INTERRUPTED", 3, 4, "resumed from run 4 at epoch 1"),  # sacred's meta.comment: Omniboard's notes
+        ("6", "COMPLETED", 4, 4, "the last epoch"),  # -c: the user's own comment wins
     ]
     assert delta["runs"][1]["resumed_from"] | {"checkpoint": None} == {
         "checkpoint": None, "parent_run_id": "4", "epoch": 1, "global_step": 7, "inside_epoch": True,
     }  # fmt: skip
-    result_of_5 = read_json(cli_runs.save_path / "sacred" / "5" / "run.json")["result"]
-    assert delta["best"] == {"metric": "val.loss", "value": result_of_5["best_value"], "epoch": result_of_5["best_epoch"]}
+    assert delta["runs"][1]["resumed_from"]["checkpoint"] == str(cli_runs.dirs["delta"] / "checkpoints" / "latest.pt")
+    result_of_6 = read_json(cli_runs.save_path / "sacred" / "6" / "run.json")["result"]
+    assert delta["best"] == {"metric": "val.loss", "value": result_of_6["best_value"], "epoch": result_of_6["best_epoch"]}
     assert records["epsilon"]["runs"] == [records["epsilon"]["runs"][0] | {"sacred_id": None, "host": None}]
     assert records["gamma"]["status"] == "FAILED" and records["eta"]["status"] == "DEAD?"
     assert all(r["problems"] == [] for r in records.values())
@@ -82,7 +85,7 @@ def test_filters_by_status_name_glob_and_count(cli_runs, blowtorch_command):
 
 def test_a_running_status_is_judged_by_the_heartbeat_for_a_run_of_another_machine(cli_runs, blowtorch_command, tmp_path):
     runs = cli_runs.copy(tmp_path / "copy")
-    record = runs.save_path / "sacred" / "8" / "run.json"
+    record = runs.save_path / "sacred" / "9" / "run.json"
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
     def status_with(heartbeat: dt.datetime) -> str:
@@ -105,8 +108,9 @@ def test_damaged_and_half_written_runs_get_one_line_each_and_the_others_are_list
     (runs.save_path / "notes").mkdir()  # not a run directory: ignored
     result = blowtorch_command("runs", str(runs.save_path), cwd=tmp_path)
     assert result.returncode == 0
-    rows = {r["RUN"]: r for r in parse_table(result.stdout)}
-    assert len(rows) == 9 and "notes" not in rows
+    table = parse_table(result.stdout)
+    rows = {r["RUN"]: r for r in table}
+    assert len(table) == 10 and "notes" not in rows  # the 9 lines of the runs, and the half-made directory
     assert rows[runs.dirs["alpha"].name]["STATUS"] == "?" and rows[runs.dirs["beta"].name]["STATUS"] == "COMPLETED"
     assert rows["2026-01-01_00-00-00-ghost-99"]["STATUS"] == "?"
     warnings = result.stderr.splitlines()

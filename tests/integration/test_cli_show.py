@@ -16,8 +16,12 @@ def section(output: str, title: str) -> list[str]:
     return block.splitlines()
 
 
-def metric_line(metrics: dict, name: str, last: int, best: int) -> str:
-    values = dict(zip(metrics[name]["steps"], metrics[name]["values"], strict=True))
+def metric_line(save_path, name: str, last: int, best: int) -> str:
+    """A line of the metrics table of the chain of sacred runs 4-6, from their file storage."""
+    values = {}
+    for sacred_id in (4, 5, 6):
+        metric = read_json(save_path / "sacred" / str(sacred_id) / "metrics.json")[name]
+        values.update(zip(metric["steps"], metric["values"], strict=True))
     return f"{name} {values[last]:.6g} {values[best]:.6g}"
 
 
@@ -30,21 +34,22 @@ def test_a_resumed_run_by_sacred_id_shows_config_metrics_checkpoints_chain_and_r
     assert summary["status"] == "COMPLETED, epochs 4/4"
     assert shlex.split(summary["resume"]) == ["python", str(cli_runs.base / "train.py"), "--resume", str(run_dir)]
     chain = [line.split()[:3] for line in section(out, "sacred runs")[2:]]
-    assert chain == [["4", "INTERRUPTED", "1/3"], ["5", "COMPLETED", "4/4"]]
+    assert chain == [["4", "INTERRUPTED", "1/3"], ["5", "INTERRUPTED", "3/4"], ["6", "COMPLETED", "4/4"]]
     assert section(out, "sacred runs")[3].endswith("run 4 at epoch 1")
+    assert section(out, "sacred runs")[4].endswith("run 5 at epoch 3")
 
     config = section(out, "config (config.yaml)")[1:]
     expected = dotted(yaml.safe_load((run_dir / "config.yaml").read_text()))
     assert config == [f"  {key}: {value!r}" for key, value in sorted(expected.items())]
     assert "  max_epochs: 4" in config and "  term_at: -1" in config
 
-    result_of_5 = read_json(cli_runs.save_path / "sacred" / "5" / "run.json")["result"]
-    metrics = read_json(cli_runs.save_path / "sacred" / "5" / "metrics.json")  # epochs 1-3; epoch 0 is run 4's
+    best_epoch = read_json(cli_runs.save_path / "sacred" / "6" / "run.json")["result"]["best_epoch"]
     table = section(out, "metrics")
-    assert table[1].split() == ["LAST", "(EPOCH", "3)", "BEST", "(EPOCH", f"{result_of_5['best_epoch']})"]
-    lines = {" ".join(line.split()) for line in table[2:]}
+    assert table[1].split() == ["LAST", "(EPOCH", "3)", "BEST", "(EPOCH", f"{best_epoch})"]
+    lines = {" ".join(line.split()) for line in table[2:-1]}
+    assert len(lines) == 5
     for name in ("train.loss", "val.loss", "val.mae", "lr.main"):
-        assert metric_line(metrics, name, 3, result_of_5["best_epoch"]) in lines
+        assert metric_line(cli_runs.save_path, name, 3, best_epoch) in lines
     assert "per step: lr_step.main (8 steps), train_step.loss (8 steps)," in out  # log_every_n_steps=2: 16 steps
 
     manifest = read_json(run_dir / "checkpoints" / "manifest.json")["files"]
