@@ -27,7 +27,7 @@ class CommandError(Exception):
 
 
 #: The subcommand modules, in the order ``blowtorch --help`` lists them.
-SUBCOMMANDS: tuple[str, ...] = ("runs", "show", "diff", "plot")
+SUBCOMMANDS: tuple[str, ...] = ("runs", "show", "diff", "plot", "push")
 
 
 def build_parser() -> argparse.ArgumentParser:

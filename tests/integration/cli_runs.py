@@ -23,13 +23,14 @@ import pytest
 
 from tests.helpers import REPO, run_python, write_script
 
-__all__ = ["blowtorch_command", "cli_runs"]
+__all__ = ["MAKE_RUNS", "blowtorch_command", "cli_runs"]
 
 MAKE_RUNS = """
 import os
 import shlex
 import signal
 import sys
+import time
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -47,6 +48,7 @@ def train(argv):
         fail_at = -1  # raise at this global step: FAILED
         term_at = -1  # SIGTERM at this global step: INTERRUPTED
         kill_at = -1  # SIGKILL at this global step: the process is gone, the run still says RUNNING
+        sleep = 0.0  # seconds per step, for a test that does something while the run trains
 
     @run.train_step
     @run.validate_step
@@ -58,6 +60,7 @@ def train(argv):
                 os.kill(os.getpid(), signal.SIGTERM)
             if step == run["kill_at"]:
                 os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(run["sleep"])
         x, y = batch
         return {"loss": torch.nn.functional.mse_loss(model(x), y), "mae": (model(x) - y).abs().mean()}
 
