@@ -137,3 +137,13 @@ def test_bad_arguments_and_a_missing_save_path(blowtorch_command, tmp_path):
     assert result.returncode == 1 and "is a file, not a save_path directory of run directories" in result.stderr
     result = blowtorch_command("runs", "--help", cwd=tmp_path)
     assert result.returncode == 0 and "shows as DEAD?" in result.stdout
+
+
+def test_every_subcommand_has_help(blowtorch_command, tmp_path):
+    top = blowtorch_command("--help", cwd=tmp_path)
+    assert top.returncode == 0 and all(name in top.stdout for name in ("runs", "show", "diff", "plot", "push"))
+    for name, says in (("show", "the exact command that resumes it"), ("diff", "config keys that differ"),
+                       ("plot", "pip install 'blowtorch[plot]'"), ("push", "--update")):  # fmt: skip
+        result = blowtorch_command(name, "--help", cwd=tmp_path)
+        assert result.returncode == 0 and says in " ".join(result.stdout.split()), result.stdout
+    assert blowtorch_command(cwd=tmp_path).returncode == 2  # no subcommand: a usage error
