@@ -86,6 +86,12 @@ class CheckpointStore:
 
         return sorted(paths, key=progress, reverse=True)
 
+    def manifest_entries(self) -> dict[str, dict[str, Any]]:
+        """What ``manifest.json`` records of each file: ``accepted`` checksums (CRC-32, size), ``epoch``,
+        ``global_step``, ``mid_epoch``, ``written``; empty without a readable manifest."""
+        files = _read_manifest(self.directory).get("files", {})
+        return files if isinstance(files, dict) else {}
+
     def progress_of(self, path: Path) -> tuple[int, int] | None:
         """``(epoch, global_step)`` of a checkpoint as the manifest recorded it (None: not recorded)."""
         meta = _read_manifest(self.directory).get("files", {}).get(path.name, {})
@@ -183,9 +189,9 @@ class CheckpointStore:
 
     def _raise_no_space(self, name: str, error: OSError | None, needed: int | None = None, free: int | None = None) -> None:
         free = shutil.disk_usage(self.directory).free if free is None else free
-        needed_text = f"about {_size(needed)}" if needed is not None else "more than the free space"
+        needed_text = f"about {size_text(needed)}" if needed is not None else "more than the free space"
         raise CheckpointError(
-            f"not enough disk space to write {self.directory / name}: it needs {needed_text}, {_size(free)} are free "
+            f"not enough disk space to write {self.directory / name}: it needs {needed_text}, {size_text(free)} are free "
             f"on that file system. The previous checkpoints are intact. Free some space, or pass save_path= on a "
             f"larger disk and resume from this run directory"
         ) from error
@@ -265,7 +271,8 @@ def _fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
-def _size(count: int | None) -> str:
+def size_text(count: int | None) -> str:
+    """A byte count for people: ``17309`` -> ``16.9 KiB``."""
     value = float(count or 0)
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if value < 1024 or unit == "GiB":

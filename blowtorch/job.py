@@ -67,7 +67,8 @@ class TrainingJob:
     def _run(self, record: RunRecord, run_dir: RunDirectory) -> dict[str, Any]:
         options = self.prepared.inputs.options
         record.set_info("run_dir", str(run_dir.path))
-        write_status(run_dir.path, RUNNING, record.experiment_name, record.id, 0, 0)
+        record.set_info("max_epochs", options.max_epochs)  # what `blowtorch runs` shows as epochs done / max
+        write_status(run_dir.path, RUNNING, record.experiment_name, record.id, 0, 0, options.max_epochs)
         text_log = TextFileLogger(run_dir)
         record.watch(run_dir.path, text_log.note)
         loggers: LoggerFanout | None = None
@@ -132,7 +133,12 @@ class TrainingJob:
             raise
         finally:
             (loggers if loggers is not None and loggers.started else text_log).on_finish(status)
-            write_status(run_dir.path, status, record.experiment_name, record.id, state.epoch, state.global_step)
+            best = _best(state)
+            if best is not None:  # in the info too: a resumed run's directory keeps only its newest status.json
+                record.set_info("best", best)
+            write_status(
+                run_dir.path, status, record.experiment_name, record.id, state.epoch, state.global_step, options.max_epochs, best
+            )
             record.store_files(run_dir.path, options.checkpoints_to_upload())  # checked before the run started
 
 
@@ -147,6 +153,13 @@ def _summary(run_dir: RunDirectory, state: TrainState) -> dict[str, Any]:
         # nested, not "train.loss": MongoDB stores the result, and its keys may not contain '.'
         "metrics": _nested(state.last_metrics),
     }
+
+
+def _best(state: TrainState) -> dict[str, Any] | None:
+    """The checkpoint metric's best value so far, and its epoch; None before the first one."""
+    if state.best_epoch is None:
+        return None
+    return {"metric": state.checkpoint_metric, "value": state.best_value, "epoch": state.best_epoch}
 
 
 def _nested(qualified: dict[str, float]) -> dict[str, dict[str, float]]:

@@ -97,6 +97,14 @@ class ResumePoint:
         return Resumption(self.checkpoint["rng"], None if position is None else EpochPosition.from_dict(position))
 
     @property
+    def comment(self) -> str:
+        """What the resumed run continues, as its sacred comment (``meta.comment``, Omniboard's notes) says
+        unless the user gave one: ``resumed from run 3 at epoch 5`` (the first epoch it trains)."""
+        parent = self.checkpoint.get("sacred_run_id")
+        origin = f"run {parent}" if parent is not None else "an unrecorded run"
+        return f"resumed from {origin} at epoch {self.train_state().epoch}"
+
+    @property
     def description(self) -> str:
         position = self.checkpoint.get("position")
         where = f"inside epoch {self.checkpoint['epoch']}" if position else f"after epoch {self.checkpoint['epoch']}"

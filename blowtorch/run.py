@@ -290,7 +290,8 @@ class Run:
             if main:
                 check_save_path(options.save_path)
             self._job = TrainingJob(prepared, resume_command=self._resume_command)
-            return self._bridge.start(self._job, Path(options.save_path))  # type: ignore[no-any-return]
+            comment = point.comment if point is not None else None  # the chain, visible in Omniboard's run list
+            return self._bridge.start(self._job, Path(options.save_path), comment)  # type: ignore[no-any-return]
 
     def _resume_command(self, run_dir: Path) -> str:
         """How to continue an interrupted run: the script's command line, or ``run(...)`` in a notebook."""

@@ -6,8 +6,10 @@ same experiment in ``save_path`` instead of starting over, so the job script nee
 
 ``status.json`` says what the run directory belongs to and how its last run ended. It says
 ``RUNNING`` from the start and the final status (``COMPLETED``, ``INTERRUPTED``, ``FAILED``) when the
-run ends; a run killed with SIGKILL, or on a node that was lost, is left at ``RUNNING``, and the
-directory's lock (see :mod:`blowtorch.run_lock`) tells such a run from one that still trains.
+run ends, with the epochs done (``epoch``), ``max_epochs`` and the checkpoint metric's best so far
+(``best``: ``metric``, ``value``, ``epoch``; None before the first one). A run killed with SIGKILL,
+or on a node that was lost, is left at ``RUNNING``, and the directory's lock (see
+:mod:`blowtorch.run_lock`) tells such a run from one that still trains.
 The file is replaced atomically, so a reader never sees half of it.
 """
 
@@ -30,13 +32,24 @@ STATUS_FILE = "status.json"
 AUTO = "auto"
 
 
-def write_status(run_dir: Path, status: str, experiment: str, sacred_run_id: Any, epoch: int, global_step: int) -> None:
+def write_status(
+    run_dir: Path,
+    status: str,
+    experiment: str,
+    sacred_run_id: Any,
+    epoch: int,
+    global_step: int,
+    max_epochs: int | None = None,
+    best: dict[str, Any] | None = None,
+) -> None:
     record = {
         "status": status,
         "experiment": experiment,
         "sacred_run_id": None if sacred_run_id is None else str(sacred_run_id),
         "epoch": epoch,
         "global_step": global_step,
+        "max_epochs": max_epochs,
+        "best": best,
         "updated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     temporary = run_dir / f".{STATUS_FILE}.tmp"

@@ -9,8 +9,8 @@ from sacred import SETTINGS
 
 SETTINGS.CAPTURE_MODE = "sys"
 
-# MongoDB server, Omniboard and headless Chromium fixtures (real processes on 127.0.0.1).
-pytest_plugins = ["tests.integration.mongo_servers"]
+# MongoDB server, Omniboard and headless Chromium fixtures (real processes on 127.0.0.1); real runs for the blowtorch command.
+pytest_plugins = ["tests.integration.mongo_servers", "tests.integration.cli_runs"]
 
 
 def pytest_collection_modifyitems(items):

@@ -9,6 +9,7 @@ rely on: 0 success, 1 a run or file not found (or another failure of the command
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from importlib import import_module
 
@@ -16,8 +17,17 @@ OK = 0
 NOT_FOUND = 1
 USAGE = 2
 
+
+class CommandError(Exception):
+    """What went wrong, in one line for the user, and the exit code; the command prints it, never a traceback."""
+
+    def __init__(self, message: str, code: int = NOT_FOUND) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 #: The subcommand modules, in the order ``blowtorch --help`` lists them.
-SUBCOMMANDS: tuple[str, ...] = ()
+SUBCOMMANDS: tuple[str, ...] = ("runs", "show", "diff", "plot", "push")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,4 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.handler(args))
+    try:
+        return int(args.handler(args))
+    except CommandError as error:
+        print(f"blowtorch {args.command}: {error}", file=sys.stderr)
+        return error.code

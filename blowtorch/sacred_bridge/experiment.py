@@ -250,10 +250,11 @@ class SacredBridge:
 
     # ---- running ---------------------------------------------------------------------------
 
-    def start(self, main: Callable[[RunRecord], Any], save_path: Path) -> Any:
+    def start(self, main: Callable[[RunRecord], Any], save_path: Path, comment: str | None = None) -> Any:
         """Start the sacred run; it calls ``main(record)`` and records COMPLETED/FAILED/INTERRUPTED.
 
-        Under torchrun, ranks other than 0 call ``main`` with a record that keeps nothing.
+        ``comment`` is the run's ``meta.comment`` unless ``-c`` gave one. Under torchrun, ranks other
+        than 0 call ``main`` with a record that keeps nothing.
         """
         sacred_run = self.resolve()
         if not self.is_main_process:
@@ -264,6 +265,9 @@ class SacredBridge:
         sacred_run.experiment_info = self.experiment.get_experiment_info()
         if self.args.get("--name"):
             sacred_run.experiment_info["name"] = self.args["--name"]
+        if comment and not sacred_run.meta_info.get("comment"):
+            # Observers store meta once, when the run starts: now, not from inside the job.
+            sacred_run.meta_info["comment"] = comment
         if self.is_training:
             sacred_run.observers.append(DefaultFileStorageObserver(save_path))
         if not sacred_run.unobserved:

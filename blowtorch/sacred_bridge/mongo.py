@@ -63,8 +63,8 @@ class DatabaseObserver(MongoObserver):
             raise
 
 
-def observer_for_uri(uri: str, db_name: str | None, timeout: float) -> DatabaseObserver:
-    """An observer for a full MongoDB URI (auth, TLS, ``retryWrites=false``, ...)."""
+def observer_for_uri(uri: str, db_name: str | None, timeout: float, kind: type[DatabaseObserver] = DatabaseObserver) -> DatabaseObserver:
+    """An observer (of class ``kind``) for a full MongoDB URI (auth, TLS, ``retryWrites=false``, ...)."""
     _require_pymongo()
     from pymongo.uri_parser import parse_uri
 
@@ -75,18 +75,18 @@ def observer_for_uri(uri: str, db_name: str | None, timeout: float) -> DatabaseO
             f"mongo_uri {_redact(uri)!r} is not a MongoDB URI ({error}); expected e.g. "
             f"mongodb://user:password@host:27017/db?authSource=admin"
         ) from error
-    return DatabaseObserver(uri, db_name or parsed.get("database") or DEFAULT_DB_NAME, timeout)
+    return kind(uri, db_name or parsed.get("database") or DEFAULT_DB_NAME, timeout)
 
 
-def observer_for_sacred_arg(spec: str, timeout: float) -> DatabaseObserver:
-    """What sacred's ``-m [host:port:]db[.collection[:id]][!priority]`` asks for, as a :class:`DatabaseObserver`."""
+def observer_for_sacred_arg(spec: str, timeout: float, kind: type[DatabaseObserver] = DatabaseObserver) -> DatabaseObserver:
+    """What sacred's ``-m [host:port:]db[.collection[:id]][!priority]`` asks for, as a :class:`DatabaseObserver` (or ``kind``)."""
     _require_pymongo()
     from sacred.observers.mongo import parse_mongo_db_arg
 
     kwargs = parse_mongo_db_arg(spec)
     url = kwargs.pop("url", "localhost:27017")
     db_name = kwargs.pop("db_name", DEFAULT_DB_NAME)
-    return DatabaseObserver(url, db_name, timeout, **kwargs)
+    return kind(url, db_name, timeout, **kwargs)
 
 
 def _require_pymongo() -> None:
@@ -99,8 +99,12 @@ def _require_pymongo() -> None:
         ) from error
 
 
-def check_connections(observers: list[Any], timeout: float) -> None:
-    """Ping every MongoDB observer's server; an unreachable one is an error within ``timeout`` seconds."""
+RUN_ADVICE = "-u runs without observers, and mongo_timeout= sets how long to wait"
+
+
+def check_connections(observers: list[Any], timeout: float, advice: str = RUN_ADVICE) -> None:
+    """Ping every MongoDB observer's server; an unreachable one is an error within ``timeout`` seconds,
+    whose message ends with ``advice``."""
     for observer in observers:
         if not isinstance(observer, MongoObserver):
             continue
@@ -121,8 +125,7 @@ def check_connections(observers: list[Any], timeout: float) -> None:
         if not outcome or outcome[0] is not None:
             reason = f"{type(outcome[0]).__name__}: {str(outcome[0])[:300]}" if outcome else f"no answer within {timeout:g} s"
             raise DatabaseError(
-                f"cannot reach MongoDB {description}: {reason}. Start the server or fix the address; "
-                f"-u runs without observers, and mongo_timeout= sets how long to wait"
+                f"cannot reach MongoDB {description}: {reason}. Start the server or fix the address; {advice}"
             )
 
 

@@ -61,7 +61,8 @@ def test_resume_auto_starts_fresh_then_continues_the_newest_unfinished_run_of_it
     (interrupted,) = [p for p in save_path.iterdir() if p.name.endswith("-1")]
     assert read_json(interrupted / "status.json")["status"] == "INTERRUPTED"
     assert read_json(run_dirs(save_path)["other"] / "status.json") | {"updated": None} == {
-        "status": "INTERRUPTED", "experiment": "other", "sacred_run_id": "3", "epoch": 0, "global_step": 5, "updated": None,
+        "status": "INTERRUPTED", "experiment": "other", "sacred_run_id": "3", "epoch": 0, "global_step": 5, "max_epochs": 3,
+        "best": None, "updated": None,
     }  # fmt: skip
 
     again = run_python(script, "--resume", "auto", "with", "stop_at=5", cwd=tmp_path)  # the requeued job: same command
