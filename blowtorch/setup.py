@@ -357,7 +357,7 @@ class CheckpointWriter:
         except Exception as failure:
             if error is None or isinstance(error, Interrupted):  # an interruption promises latest.pt: it is not there
                 raise
-            warn(f"the last checkpoint was not written either: {failure}")  # the error on its way says more
+            warn(f"besides the error below, the last checkpoint could not be written: {failure}")  # not swallowed
 
 
 def _configure_optimizers(hooks: HookRegistry, model: torch.nn.Module, device: torch.device) -> OptimizerSet:
