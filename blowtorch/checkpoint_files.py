@@ -139,7 +139,7 @@ class CheckpointStore:
 
     def _write_manifest(self, manifest: dict[str, Any]) -> None:
         manifest["format"] = "blowtorch-checkpoint-manifest"
-        temporary = self.directory / f".{MANIFEST}.{os.getpid()}.tmp"
+        temporary = self.directory / f".{MANIFEST}.{os.getpid()}.tmp"  # as PendingSave.temporary(MANIFEST)
         with open(temporary, "w", encoding="utf-8") as handle:
             json.dump(manifest, handle, indent=1, sort_keys=True)
             handle.flush()
@@ -205,7 +205,7 @@ class PendingSave:
             with contextlib.suppress(OSError):  # a full disk fails the flush again; the file goes anyway
                 self.handle.close()
             self.handle = None
-        for name in self.names:
+        for name in [*self.names, MANIFEST]:
             self.temporary(name).unlink(missing_ok=True)
 
     def raise_write_error(self, error: Exception) -> None:
