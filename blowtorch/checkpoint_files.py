@@ -1,16 +1,28 @@
 """The ``checkpoints/`` directory: atomic writes, a manifest of checksums, retention, and finding
 the newest checkpoint that is intact.
 
-Every file is written to a temp file in the same directory, flushed and fsynced, then moved into
-place with ``os.replace`` and the directory fsynced: a crash leaves the old file or the new one,
-never a mix. ``manifest.json`` records each file's CRC-32 and size so that a truncated or corrupt
-file (a full disk, a bad copy) is detected by name before anyone loads it. While a file is being
-replaced, the manifest accepts both its old and its new checksum, so no crash window can make an
-intact file look corrupt.
+A save event writes ``latest.pt`` and, at an epoch's end, ``best.pt`` and ``epoch-<n>.pt`` with the
+same content, in two parts:
+
+1. :meth:`CheckpointStore.write` serialises the payload into a temp file in the same directory,
+   with no fsync: the only part that reads the tensors, which training changes at its next step.
+2. :meth:`PendingSave.finish` touches files only, so it may run in another thread while training
+   goes on: the file's CRC-32 (read back from the page cache), fsync, hard links for the other
+   names (copies where the file system has none), one ``manifest.json`` write, ``os.replace`` of
+   each name, an fsync of the directory, and the removal of ``epoch-<n>.pt`` files past
+   ``keep_last_epochs``.
+
+A crash leaves the old file or the new one, never a mix, and never removes an old file before its
+replacement is in place. ``manifest.json`` records each file's CRC-32 and size so that a truncated
+or corrupt file (a full disk, a bad copy) is detected by name before anyone loads it. The manifest
+is in place and on disk (fsync of the directory) before any name is replaced, and it accepts a
+replaced name's previous checksum as well as its new one, so no crash window can make an intact
+file look corrupt: 4 fsyncs and one manifest write per save event.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import json
@@ -18,7 +30,7 @@ import os
 import re
 import shutil
 import zlib
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -30,7 +42,9 @@ BEST = "best.pt"
 LATEST = "latest.pt"
 MANIFEST = "manifest.json"
 _EPOCH_FILE = re.compile(r"^epoch-(\d+)\.pt$")
+_TEMPORARY = re.compile(r"^\..+\.\d+\.tmp$")  # ".<name>.<pid>.tmp"
 _SPACE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_CHUNK = 1 << 20
 
 
 class CheckpointStore:
@@ -41,23 +55,43 @@ class CheckpointStore:
         self.keep_last_epochs = keep_last_epochs
 
     def save(self, payload: dict[str, Any], *, epoch_end: bool, is_best: bool) -> None:
-        """``latest.pt`` always; ``best.pt`` and ``epoch-<n>.pt`` (last k kept) at epoch ends."""
+        """``latest.pt`` always; ``best.pt`` and ``epoch-<n>.pt`` (last k kept) at epoch ends. Returns
+        when the files are on disk and in place."""
+        self.write(payload, epoch_end=epoch_end, is_best=is_best).finish()
+
+    def write(self, payload: dict[str, Any], *, epoch_end: bool, is_best: bool) -> PendingSave:
+        """Part 1 of :meth:`save`: the payload serialised into a temp file. Nothing is replaced until
+        the returned :meth:`PendingSave.finish`; if it never runs (a crash), the old files stay."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        names = [LATEST]
+        if epoch_end and is_best:
+            names.append(BEST)
+        if epoch_end and self.keep_last_epochs > 0:
+            names.append(f"epoch-{payload['epoch']}.pt")
         meta = {
             "epoch": payload.get("epoch"),
             "global_step": payload.get("state", {}).get("global_step"),
             "mid_epoch": payload.get("position") is not None,
         }
-        needed = _estimated_size(payload)
-        self._check_free_space(needed, LATEST)
-        checksum = self._replace(LATEST, meta, lambda handle: torch.save(payload, handle), needed)
-        if not epoch_end:
-            return
-        if is_best:
-            self._replace_with_copy_of(LATEST, BEST, checksum, meta)
-        if self.keep_last_epochs > 0:
-            self._replace_with_copy_of(LATEST, f"epoch-{payload['epoch']}.pt", checksum, meta)
-            self._prune_epoch_files()
+        pending = PendingSave(self, names, meta, needed=_estimated_size(payload))
+        self._check_free_space(pending.needed, LATEST)
+        try:
+            pending.handle = open(pending.temporary(LATEST), "wb")  # noqa: SIM115 - closed by finish() or discard()
+            torch.save(payload, pending.handle)
+            pending.handle.flush()
+        except BaseException as error:
+            pending.discard()
+            if isinstance(error, Exception):
+                pending.raise_write_error(error)
+            raise
+        return pending
+
+    def remove_stale_temporaries(self) -> None:
+        """Temp files left by a process that was killed while it wrote (only call it while holding the run directory)."""
+        if self.directory.is_dir():
+            for path in self.directory.iterdir():
+                if _TEMPORARY.match(path.name):
+                    path.unlink(missing_ok=True)
 
     # ---- reading ---------------------------------------------------------------------------
 
@@ -101,80 +135,17 @@ class CheckpointStore:
 
     # ---- writing ---------------------------------------------------------------------------
 
-    def _replace(self, name: str, meta: dict[str, Any], write: Callable[[BinaryIO], None], needed: int) -> tuple[int, int]:
-        target = self.directory / name
-        temporary = self.directory / f".{name}.{os.getpid()}.tmp"
-        try:
-            with open(temporary, "wb") as raw:
-                handle = _ChecksumWriter(raw)
-                write(handle)  # type: ignore[arg-type]
-                raw.flush()
-                os.fsync(raw.fileno())
-            checksum = (handle.crc, handle.size)
-            self._record(name, checksum, meta, keep_previous=True)
-            os.replace(temporary, target)
-            _fsync_directory(self.directory)
-            self._record(name, checksum, meta, keep_previous=False)
-            return checksum
-        except Exception as error:
-            temporary.unlink(missing_ok=True)
-            # torch.save reports a failed write as a RuntimeError from its zip writer; the OSError is its context.
-            cause = _os_error_in(error)
-            if cause is not None and cause.errno in _SPACE_ERRORS:
-                self._raise_no_space(name, cause, needed=needed)
-            raise CheckpointError(f"could not write the checkpoint {target}: {cause or error}") from error
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-
-    def _replace_with_copy_of(self, source: str, name: str, checksum: tuple[int, int], meta: dict[str, Any]) -> None:
-        """``name`` becomes a copy of ``source``: a hard link where possible (no extra disk), never a symlink."""
-        temporary = self.directory / f".{name}.{os.getpid()}.tmp"
-        temporary.unlink(missing_ok=True)
-        try:
-            try:
-                os.link(self.directory / source, temporary)
-            except OSError:  # file systems without hard links
-                shutil.copyfile(self.directory / source, temporary)
-                with open(temporary, "rb+") as handle:
-                    os.fsync(handle.fileno())
-            self._record(name, checksum, meta, keep_previous=True)
-            os.replace(temporary, self.directory / name)
-            _fsync_directory(self.directory)
-            self._record(name, checksum, meta, keep_previous=False)
-        except OSError as error:
-            temporary.unlink(missing_ok=True)
-            if error.errno in _SPACE_ERRORS:
-                self._raise_no_space(name, error)
-            raise CheckpointError(f"could not write the checkpoint {self.directory / name}: {error}") from error
-
-    def _prune_epoch_files(self) -> None:
-        epochs = sorted(
-            (int(m.group(1)), p) for p in self.directory.iterdir() if (m := _EPOCH_FILE.match(p.name))
-        )
-        for _, path in epochs[: max(0, len(epochs) - self.keep_last_epochs)]:
-            path.unlink(missing_ok=True)  # only after its successor is complete
-            self._forget(path.name)
-
-    def _record(self, name: str, checksum: tuple[int, int], meta: dict[str, Any], keep_previous: bool) -> None:
-        manifest = _read_manifest(self.directory)
-        files = manifest.setdefault("files", {})
-        previous = files.get(name, {}).get("accepted", [])[:1] if keep_previous else []
-        files[name] = {
-            "accepted": [list(checksum), *previous],
-            **meta,
-            "written": dt.datetime.now().isoformat(timespec="seconds"),
-        }
-        self._write_manifest(manifest)
-
-    def _forget(self, name: str) -> None:
-        manifest = _read_manifest(self.directory)
-        if manifest.get("files", {}).pop(name, None) is not None:
-            self._write_manifest(manifest)
+    def _epoch_files_to_prune(self, new_names: list[str]) -> list[str]:
+        """The ``epoch-<n>.pt`` files past ``keep_last_epochs`` once ``new_names`` are in place."""
+        if not any(_EPOCH_FILE.match(name) for name in new_names):
+            return []
+        names = {p.name for p in self.directory.iterdir()} | set(new_names)
+        epochs = sorted((int(m.group(1)), name) for name in names if (m := _EPOCH_FILE.match(name)))
+        return [name for _, name in epochs[: max(0, len(epochs) - self.keep_last_epochs)]]
 
     def _write_manifest(self, manifest: dict[str, Any]) -> None:
         manifest["format"] = "blowtorch-checkpoint-manifest"
-        temporary = self.directory / f".{MANIFEST}.{os.getpid()}.tmp"
+        temporary = self.directory / f".{MANIFEST}.{os.getpid()}.tmp"  # as PendingSave.temporary(MANIFEST)
         with open(temporary, "w", encoding="utf-8") as handle:
             json.dump(manifest, handle, indent=1, sort_keys=True)
             handle.flush()
@@ -197,21 +168,86 @@ class CheckpointStore:
         ) from error
 
 
-class _ChecksumWriter:
-    """A write-only file wrapper that computes CRC-32 and size while torch.save streams through it."""
+@dataclass(eq=False)
+class PendingSave:
+    """A checkpoint serialised into a temp file, not yet on disk or in place (see the module's docstring)."""
 
-    def __init__(self, handle: BinaryIO) -> None:
-        self._handle = handle
-        self.crc = 0
-        self.size = 0
+    store: CheckpointStore
+    names: list[str]  # latest.pt first, then the names that get the same content
+    meta: dict[str, Any]
+    needed: int
+    handle: BinaryIO | None = field(default=None, repr=False)
 
-    def write(self, data: bytes) -> int:
-        self.crc = zlib.crc32(data, self.crc)
-        self.size += len(data)
-        return self._handle.write(data)
+    def temporary(self, name: str) -> Path:
+        return self.store.directory / f".{name}.{os.getpid()}.tmp"
 
-    def flush(self) -> None:
-        self._handle.flush()
+    def finish(self) -> None:
+        """Part 2 of :meth:`CheckpointStore.save`: checksum, fsync, manifest, ``os.replace``, retention."""
+        directory, source = self.store.directory, self.temporary(LATEST)
+        try:
+            assert self.handle is not None, "finish() once, after write()"
+            checksum = _checksum_of(source)
+            os.fsync(self.handle.fileno())
+            self.handle.close()
+            self.handle = None
+            for name in self.names[1:]:
+                _link_or_copy(source, self.temporary(name))
+            pruned = self.store._epoch_files_to_prune(self.names)
+            self._record(checksum, forget=pruned)  # on disk before any name changes: it accepts old and new
+            for name in self.names:
+                os.replace(self.temporary(name), directory / name)
+            _fsync_directory(directory)
+            for name in pruned:
+                (directory / name).unlink(missing_ok=True)  # only now that its successor is in place
+        except BaseException as error:
+            self.discard()
+            if isinstance(error, Exception):
+                self.raise_write_error(error)
+            raise
+
+    def discard(self) -> None:
+        """Remove the temp files; the checkpoint is not written."""
+        if self.handle is not None:
+            with contextlib.suppress(OSError):  # a full disk fails the flush again; the file goes anyway
+                self.handle.close()
+            self.handle = None
+        for name in [*self.names, MANIFEST]:
+            self.temporary(name).unlink(missing_ok=True)
+
+    def raise_write_error(self, error: Exception) -> None:
+        target = self.store.directory / LATEST
+        # torch.save reports a failed write as a RuntimeError from its zip writer; the OSError is its context.
+        cause = _os_error_in(error)
+        if cause is not None and cause.errno in _SPACE_ERRORS:
+            self.store._raise_no_space(LATEST, cause, needed=self.needed)
+        raise CheckpointError(
+            f"could not write the checkpoint {target} of epoch {self.meta['epoch']} (global step "
+            f"{self.meta['global_step']}): {cause or error}. The checkpoints already in {self.store.directory} are intact"
+        ) from error
+
+    def _record(self, checksum: tuple[int, int], forget: list[str]) -> None:
+        manifest = _read_manifest(self.store.directory)
+        files = manifest.setdefault("files", {})
+        written = dt.datetime.now().isoformat(timespec="seconds")
+        for name in self.names:
+            previous = files.get(name, {}).get("accepted", [])[:1]
+            files[name] = {"accepted": [list(checksum), *previous], **self.meta, "written": written}
+        for name in forget:
+            files.pop(name, None)
+        self.store._write_manifest(manifest)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """``target`` gets ``source``'s content: a hard link (a plain file, no extra disk), else a copy."""
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError as error:
+        if error.errno in _SPACE_ERRORS:
+            raise
+        shutil.copyfile(source, target)  # file systems without hard links
+        with open(target, "rb+") as handle:
+            os.fsync(handle.fileno())
 
 
 def _os_error_in(error: BaseException | None) -> OSError | None:
@@ -224,11 +260,14 @@ def _os_error_in(error: BaseException | None) -> OSError | None:
 
 
 def _checksum_of(path: Path) -> tuple[int, int]:
+    """CRC-32 and size of a file, read through one small buffer (no copy of the file in memory)."""
     crc, size = 0, 0
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 22):
-            crc = zlib.crc32(chunk, crc)
-            size += len(chunk)
+    buffer = bytearray(_CHUNK)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while count := handle.readinto(buffer):
+            crc = zlib.crc32(view[:count], crc)
+            size += count
     return crc, size
 
 

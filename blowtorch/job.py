@@ -94,7 +94,7 @@ class TrainingJob:
                 warn(nothing_left)
                 text_log.note(nothing_left)
             training = True
-            with ready.trainee.stop:
+            with ready.trainee.stop, ready.checkpoints_written:  # the last checkpoint is on disk when this ends
                 fit(ready.trainee, state, ready.resumption)
             status = COMPLETED
             if state.best_epoch is not None:

@@ -13,7 +13,7 @@ After (:func:`set_up`, inside the recorded run):
 5. the run directory's files (config, model summary, source): a resumed run's directory is
    touched only now, after its checkpoint has been applied;
 6. the loggers, started;
-7. the checkpoint writer.
+7. the checkpoint writer (it finishes each write in a background thread; the job waits for the last).
 
 Between steps 2 and 3 the model gets what wraps it (``DistributedDataParallel`` under torchrun,
 then ``torch.compile``); ``configure_optimizers`` still sees the user's own module. Under torchrun
@@ -24,8 +24,10 @@ steps 5-7 (:func:`follow`): they train, and only send their random state to rank
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import torch
@@ -33,12 +35,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from blowtorch.checkpoint import apply_checkpoint, build_checkpoint, check_finite_parameters
 from blowtorch.checkpoint_files import CheckpointStore
+from blowtorch.checkpoint_thread import BackgroundFinish
 from blowtorch.compilation import compile_arguments, compile_model
 from blowtorch.device import select_device
 from blowtorch.distributed import Distributed
 from blowtorch.errors import CheckpointError, OptionError, UsageError
 from blowtorch.hooks import HookRegistry
-from blowtorch.interrupt import StopRequest
+from blowtorch.interrupt import Interrupted, StopRequest
 from blowtorch.loggers.base import RunInfo
 from blowtorch.loggers.fanout import LoggerFanout
 from blowtorch.loggers.progress import Progress
@@ -139,6 +142,8 @@ class Training:
     trainee: Trainee
     state: TrainState
     resumption: Resumption | None
+    # ``with`` it around training: its exit waits until the last checkpoint is on disk and in place
+    checkpoints_written: AbstractContextManager[Any] = field(default_factory=nullcontext)
 
 
 def prepare(inputs: TrainingInputs, point: ResumePoint | None, distributed: Distributed | None = None, seed: int = 0) -> Prepared:
@@ -238,11 +243,10 @@ def set_up(
             start_step=prepared.state.global_step,
         )
     )
-    writer = CheckpointWriter(
-        CheckpointStore(run_dir.checkpoints, inputs.options.keep_last_epochs),
-        model, prepared.optimizers, config, record, prepared.distributed,
-    )  # fmt: skip
-    return _training(prepared, loggers, inputs.progress, writer)
+    store = CheckpointStore(run_dir.checkpoints, inputs.options.keep_last_epochs)
+    store.remove_stale_temporaries()  # of a process killed while it wrote; this one holds the run directory
+    writer = CheckpointWriter(store, model, prepared.optimizers, config, record, prepared.distributed)
+    return _training(prepared, loggers, inputs.progress, writer, checkpoints_written=writer)
 
 
 def follow(prepared: Prepared) -> Training:
@@ -253,7 +257,13 @@ def follow(prepared: Prepared) -> Training:
     return _training(prepared, LoggerFanout([]), Progress(enabled=False), SendRandomState(distributed))
 
 
-def _training(prepared: Prepared, loggers: LoggerFanout, progress: Progress, save_checkpoint: SaveCheckpoint) -> Training:
+def _training(
+    prepared: Prepared,
+    loggers: LoggerFanout,
+    progress: Progress,
+    save_checkpoint: SaveCheckpoint,
+    checkpoints_written: AbstractContextManager[Any] | None = None,
+) -> Training:
     inputs = prepared.inputs
     trainee = Trainee(
         model=prepared.stepped_model,
@@ -271,7 +281,7 @@ def _training(prepared: Prepared, loggers: LoggerFanout, progress: Progress, sav
         save_checkpoint=save_checkpoint,
         stop=StopRequest(ignore_sigterm_after_error=prepared.distributed is not None),
     )
-    return Training(trainee, prepared.state, prepared.resumption)
+    return Training(trainee, prepared.state, prepared.resumption, checkpoints_written or nullcontext())
 
 
 class SendRandomState:
@@ -291,7 +301,12 @@ def _rank_random_state(rng: dict[str, Any], position: EpochPosition | None) -> d
 
 
 class CheckpointWriter:
-    """The loop's ``save_checkpoint``: builds the payload and hands it to the run directory's store."""
+    """The loop's ``save_checkpoint``: builds the payload and has the run directory's store write it.
+
+    The call returns once the payload is serialised into a temp file; a background thread makes it
+    durable and puts it in place (:mod:`blowtorch.checkpoint_thread`). ``with`` the writer around
+    training, so that the end of training waits for the last write and raises its error.
+    """
 
     def __init__(
         self,
@@ -309,11 +324,13 @@ class CheckpointWriter:
         self.config = config
         self.command_line = plain_config(record.command_line)
         self.run_id = record.id
+        self.finishing = BackgroundFinish()
 
     def __call__(
         self, state: TrainState, rng: dict[str, Any], *, position: EpochPosition | None = None, is_best: bool = False
     ) -> None:
         ranks = None if self.distributed is None else self.distributed.gather(_rank_random_state(rng, position))
+        self.finishing.wait()  # the previous checkpoint is in place (or its error raised) before the next starts
         check_finite_parameters(self.model, state.epoch)
         payload = build_checkpoint(
             model=self.model,
@@ -327,7 +344,21 @@ class CheckpointWriter:
         )
         if ranks is not None:
             payload["ranks"] = ranks  # every rank's random state, in rank order
-        self.store.save(payload, epoch_end=position is None, is_best=is_best)
+        pending = self.store.write(payload, epoch_end=position is None, is_best=is_best)
+        self.finishing.start(pending.finish)
+
+    def __enter__(self) -> CheckpointWriter:
+        return self
+
+    def __exit__(
+        self, error_type: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        try:
+            self.finishing.wait()
+        except Exception as failure:
+            if error is None or isinstance(error, Interrupted):  # an interruption promises latest.pt: it is not there
+                raise
+            warn(f"besides the error below, the last checkpoint could not be written: {failure}")  # not swallowed
 
 
 def _configure_optimizers(hooks: HookRegistry, model: torch.nn.Module, device: torch.device) -> OptimizerSet:

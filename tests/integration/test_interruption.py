@@ -241,6 +241,40 @@ def test_sigkill_during_checkpoint_writes_never_leaves_an_unreadable_checkpoint(
             assert checkpoint["model"]["0.weight"].shape == (400000, 8)
 
 
+def checksumming_a_checkpoint(pid: int) -> bool:
+    """Whether the process reads a checkpoint's temp file: the checksum, in the thread that finishes a write
+    while training goes on (the training thread only ever writes it)."""
+    for descriptor in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # closed meanwhile
+            if re.fullmatch(r"\.latest\.pt\.\d+\.tmp", Path(os.readlink(descriptor)).name):
+                flags = (Path(f"/proc/{pid}/fdinfo") / descriptor.name).read_text().split("flags:")[1].split()[0]
+                if int(flags, 8) & os.O_ACCMODE == os.O_RDONLY:
+                    return True
+    return False
+
+
+def test_sigkill_while_a_write_is_finished_in_the_background_keeps_the_previous_checkpoint(tmp_path, script):
+    process = start(script, "with", "width=200000", "every=1", "max_epochs=50")
+    checkpoints = tmp_path / "train_logs"
+    wait_for(lambda: any(checkpoints.glob("*/checkpoints/best.pt")), what="the first checkpoints")
+    wait_for(lambda: frozen_while(process, lambda: checksumming_a_checkpoint(process.pid)),
+             what="the process stopped while it checksums a new latest.pt in the background")
+    process.kill()  # exactly there: training has moved on, the new checkpoint is not in place yet
+    process.communicate(timeout=30)
+    run_dir = only_run_dir(checkpoints)
+    manifest = read_json(run_dir / "checkpoints" / "manifest.json")["files"]
+    latest = load_checkpoint(run_dir / "checkpoints" / "latest.pt")  # verified against the manifest: intact
+    assert latest["state"]["global_step"] == manifest["latest.pt"]["global_step"]  # the manifest of the write before
+    assert load_checkpoint(run_dir / "checkpoints" / "best.pt")["model"]["0.weight"].shape == (200000, 8)
+    assert [p.name for p in (run_dir / "checkpoints").glob(".latest.pt.*.tmp")]  # the killed write's temp file is left
+
+    # Resuming takes the run directory again: the killed process's temp file goes, the checkpoint is the one above.
+    result = run_python(script, "--resume", str(run_dir), "with", "max_epochs=1", cwd=tmp_path)
+    assert_ok(result)
+    assert f"global step {latest['state']['global_step']}" in (run_dir / "log.txt").read_text()
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.pt", "latest.pt", "manifest.json"]
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root (CI runs as root)")
 def test_a_full_disk_stops_the_run_and_keeps_the_previous_checkpoints(tmp_path, script):
     disk = tmp_path / "disk"

@@ -1,3 +1,4 @@
+import errno
 import io
 import json
 import os
@@ -47,7 +48,11 @@ def test_a_write_that_fails_half_way_keeps_the_previous_checkpoint(tmp_path, mon
         raise RuntimeError("the disk went away half-way")
 
     monkeypatch.setattr(torch, "save", save_half_then_fail)
-    with pytest.raises(CheckpointError, match=r"could not write the checkpoint .*latest\.pt: the disk went away half-way"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"could not write the checkpoint .*latest\.pt of epoch 1 \(global step 10\): the disk went away half-way\. "
+        r"The checkpoints already in .* are intact",
+    ):
         store.save(payload(1, size=10_000), epoch_end=True, is_best=True)
     monkeypatch.undo()
 
@@ -128,13 +133,77 @@ def test_newest_first_orders_by_global_step(tmp_path):
     assert names[0] == "latest.pt" and names.index("epoch-1.pt") < names.index("epoch-0.pt")
 
 
-def test_a_replacement_interrupted_between_manifest_and_rename_leaves_an_acceptable_file(tmp_path):
+def test_no_moment_of_a_save_leaves_a_file_that_looks_corrupt(tmp_path, monkeypatch):
+    # A crash can come between any two renames of a save event (manifest, latest.pt, best.pt, epoch-<n>.pt):
+    # at each of those moments every checkpoint file must load, verified against the manifest then on disk.
+    store = CheckpointStore(tmp_path, keep_last_epochs=1)
+    store.save(payload(0, size=1000), epoch_end=True, is_best=True)
+    real_replace = os.replace
+    seen = []
+
+    def check_then_replace(source, target):
+        for moment in ("before", "after"):
+            if moment == "after":
+                real_replace(source, target)
+            epochs = {p.name: load_checkpoint(p)["epoch"] for p in sorted(tmp_path.glob("*.pt"))}
+            seen.append((Path(target).name, moment, epochs))
+
+    monkeypatch.setattr(os, "replace", check_then_replace)
+    store.save(payload(1, size=1000), epoch_end=True, is_best=True)
+    monkeypatch.undo()
+    assert [(name, moment) for name, moment, _ in seen] == [
+        (name, moment) for name in (MANIFEST, "latest.pt", "best.pt", "epoch-1.pt") for moment in ("before", "after")
+    ]
+    assert seen[0][2] == {"best.pt": 0, "epoch-0.pt": 0, "latest.pt": 0}
+    assert seen[3][2] == {"best.pt": 0, "epoch-0.pt": 0, "latest.pt": 1}  # latest.pt is new, the others are not yet
+    assert seen[-1][2] == {"best.pt": 1, "epoch-0.pt": 0, "epoch-1.pt": 1, "latest.pt": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "epoch-1.pt", "latest.pt", MANIFEST]  # epoch-0.pt pruned last
+
+
+def test_equal_files_are_one_inode_and_best_keeps_its_own_when_latest_moves_on(tmp_path):
+    store = CheckpointStore(tmp_path, keep_last_epochs=1)
+    store.save(payload(0), epoch_end=True, is_best=True)
+    names = ("latest.pt", "best.pt", "epoch-0.pt")
+    assert len({(tmp_path / name).stat().st_ino for name in names}) == 1  # hard links: written once
+    assert all(not (tmp_path / name).is_symlink() and load_checkpoint(tmp_path / name)["epoch"] == 0 for name in names)
+    store.save(payload(1), epoch_end=True, is_best=False)
+    assert (tmp_path / "best.pt").stat().st_ino != (tmp_path / "latest.pt").stat().st_ino
+    assert (tmp_path / "best.pt").stat().st_nlink == 1  # epoch-0.pt is gone (keep_last_epochs=1), latest.pt is new
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 0 and load_checkpoint(tmp_path / "latest.pt")["epoch"] == 1
+    assert load_checkpoint(tmp_path / "epoch-1.pt")["epoch"] == 1
+
+
+def test_without_hard_links_equal_files_are_copies(tmp_path, monkeypatch):
+    def no_hard_links(source, target):  # as on file systems that have none (FAT, some network shares)
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_hard_links)
+    store = CheckpointStore(tmp_path)
+    store.save(payload(0, size=1000), epoch_end=True, is_best=True)
+    assert (tmp_path / "best.pt").stat().st_ino != (tmp_path / "latest.pt").stat().st_ino
+    assert (tmp_path / "best.pt").read_bytes() == (tmp_path / "latest.pt").read_bytes()
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 0
+
+
+def test_one_manifest_write_and_four_fsyncs_per_save_event(tmp_path, monkeypatch):
+    store = CheckpointStore(tmp_path, keep_last_epochs=2)
+    store.save(payload(0), epoch_end=True, is_best=True)
+    real_fsync, real_replace = os.fsync, os.replace
+    fsyncs, replaced = [], []
+    monkeypatch.setattr(os, "fsync", lambda descriptor: (fsyncs.append(descriptor), real_fsync(descriptor))[1])
+    monkeypatch.setattr(os, "replace", lambda source, target: (replaced.append(Path(target).name), real_replace(source, target))[1])
+    store.save(payload(1), epoch_end=True, is_best=True)
+    monkeypatch.undo()
+    assert len(fsyncs) == 4  # the file, the manifest, the directory before and after the renames
+    assert replaced == [MANIFEST, "latest.pt", "best.pt", "epoch-1.pt"]
+
+
+def test_temp_files_of_a_killed_writer_are_removed(tmp_path):
     store = CheckpointStore(tmp_path)
     store.save(payload(0), epoch_end=True, is_best=False)
-    old = tmp_path / "latest.pt"
-    # The manifest already announces the next file (first manifest write), the rename has not happened.
-    store._record("latest.pt", (123, 456), {"epoch": 1, "global_step": 10}, keep_previous=True)
-    assert load_checkpoint(old)["epoch"] == 0
+    (tmp_path / ".latest.pt.999999.tmp").write_bytes(b"half a checkpoint")
+    store.remove_stale_temporaries()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.pt", MANIFEST]
 
 
 def test_not_a_checkpoint(tmp_path):
