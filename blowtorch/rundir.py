@@ -37,8 +37,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from blowtorch.errors import OptionError
 
 TIMESTAMP_FORMAT = "%Y-%m-%d_%H-%M-%S"
@@ -99,6 +97,8 @@ class RunDirectory:
 
     def write_config(self, config: Mapping[str, Any]) -> Path:
         """``config.yaml``: the resolved config, loadable with ``yaml.safe_load`` and usable as a config file."""
+        import yaml  # here, not at the top: `import blowtorch` stays fast
+
         text = yaml.safe_dump(plain_config(config), sort_keys=False, allow_unicode=True, default_flow_style=False)
         return self.write_text("config.yaml", text)
 
