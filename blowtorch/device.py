@@ -30,6 +30,13 @@ def select_device(use_gpu: bool, gpu_id: int, distributed: Distributed | None = 
     if distributed is not None and torch.cuda.is_available():  # torchrun: one GPU per process, by local rank
         if gpu_id != 0 and distributed.is_main:
             logging.getLogger("blowtorch").info(f"under torchrun each process trains on cuda:LOCAL_RANK; gpu_id={gpu_id} is not used")
+        count = torch.cuda.device_count()
+        if distributed.local_rank >= count:
+            raise OptionError(
+                f"this process has LOCAL_RANK {distributed.local_rank}, but this machine has {count} CUDA device(s): "
+                f"each process trains on its own GPU. Start at most {count} processes per node (torchrun "
+                f"--nproc-per-node {count}), or pass use_gpu=False to train on the CPU"
+            )
         return torch.device("cuda", distributed.local_rank)
     if not torch.cuda.is_available():
         # The default is use_gpu=True, so this is every run on a laptop: worth a line, not a warning.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import math
 import os
 import socket
 import time
@@ -107,6 +108,15 @@ def failure_of_another_rank(run_dir: Path, wait: float = 3.0) -> tuple[int, str]
     return rank, trace
 
 
+def is_broken_collective(error: BaseException) -> bool:
+    """Whether ``error`` says a collective lost its peers: what a rank sees when another one dies
+    without a Python error (SIGKILL, out of memory, a lost node), or after the timeout."""
+    if isinstance(error, dist.DistError):
+        return True
+    message = str(error)
+    return isinstance(error, RuntimeError) and any(mark in message for mark in ("gloo", "NCCL", "Connection reset", "Connection closed"))
+
+
 def under_torchrun() -> bool:
     return all(name in os.environ for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
 
@@ -115,9 +125,14 @@ def join_process_group(backend: str | None, timeout: float) -> Distributed | Non
     """Join torchrun's process group (None when this process was not started by torchrun)."""
     if not under_torchrun():
         return None
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if torch.cuda.is_available() and local_rank < torch.cuda.device_count():
+        # Before the group exists: NCCL's collectives (and DDP) use the current device, which is
+        # otherwise cuda:0 in every process of a node.
+        torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend or default_backend(), timeout=dt.timedelta(seconds=timeout))
-    return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ["LOCAL_RANK"]))
+        dist.init_process_group(backend=process_group_backend(backend), timeout=dt.timedelta(seconds=timeout))
+    return Distributed(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
 def default_backend() -> str:
@@ -127,6 +142,27 @@ def default_backend() -> str:
     return "gloo"
 
 
-def check_backend(backend: Any) -> None:
-    if backend is not None and not (isinstance(backend, str) and backend):
-        raise OptionError(f"ddp_backend must be a torch.distributed backend name such as 'nccl' or 'gloo', got {backend!r}")
+def process_group_backend(backend: str | None) -> str:
+    """The backend string for ``init_process_group``. blowtorch's own collectives (the stop agreement,
+    the metrics) are on small CPU tensors, so a CUDA-only backend gets gloo for the CPU beside it."""
+    if backend is None:
+        return default_backend()
+    if backend == "nccl":
+        return "cpu:gloo,cuda:nccl"
+    return backend
+
+
+def check_ddp_options(backend: Any, timeout: Any) -> None:
+    """``Run(ddp_backend=..., ddp_timeout=...)``, checked also where there is no torchrun (a typo shows at once)."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
+        raise OptionError(f"ddp_timeout must be a positive number of seconds (default 1800), got {timeout!r}")
+    if backend is None:
+        return
+    known = [name for name in dist.Backend.backend_list if name not in ("undefined", "fake")]
+    names = [part.split(":")[-1] for part in backend.split(",")] if isinstance(backend, str) and backend else [None]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise OptionError(
+            f"ddp_backend must be a torch.distributed backend ({', '.join(known)}) or a list such as "
+            f"'cpu:gloo,cuda:nccl', got {backend!r}"
+        )

@@ -36,9 +36,12 @@ class StopRequest:
     graceful stop is ignored too; a second Ctrl-C aborts at once.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, ignore_sigterm_after_error: bool = False) -> None:
         self.signal_number: int | None = None
         self._previous: dict[int, Any] = {}
+        # Under torchrun a failing rank makes the launcher SIGTERM the others at once: rank 0 must
+        # still record the run as FAILED (the launcher sends SIGKILL 30 s later).
+        self._ignore_sigterm_after_error = ignore_sigterm_after_error
 
     @property
     def requested(self) -> bool:
@@ -50,9 +53,10 @@ class StopRequest:
                 self._previous[number] = signal.signal(number, self._handle)
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        failed = kind is not None and self._ignore_sigterm_after_error
         for number, handler in self._previous.items():
-            stopping_on_sigterm = number == signal.SIGTERM and self.signal_number == signal.SIGTERM
+            stopping_on_sigterm = number == signal.SIGTERM and (self.signal_number == signal.SIGTERM or failed)
             signal.signal(number, signal.SIG_IGN if stopping_on_sigterm else handler)
         self._previous.clear()
 

@@ -14,7 +14,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from blowtorch.distributed import failure_of_another_rank, report_failure
+from blowtorch.distributed import failure_of_another_rank, is_broken_collective, report_failure
 from blowtorch.errors import BlowtorchError, TrainingError
 from blowtorch.interrupt import Interrupted
 from blowtorch.loggers.base import COMPLETED, FAILED, INTERRUPTED, RUNNING
@@ -122,6 +122,14 @@ class TrainingJob:
                 rank, trace = failed_elsewhere
                 text_log.note(f"failed {where}: rank {rank} raised (the other ranks stopped with it):\n{trace}")
                 raise TrainingError(f"rank {rank} failed {where}, and the other ranks stopped with it:\n{trace}") from error
+            if self.prepared.distributed is not None and is_broken_collective(error):
+                reason = (
+                    "another rank stopped without a Python error (killed by a signal such as SIGKILL, out of memory, or its "
+                    "node was lost), or did not answer within ddp_timeout; torchrun's output names the rank and its exit "
+                    f"code. The collective's error: {error}"
+                )
+                text_log.note(f"failed {where}: the processes of this run lost each other: {reason}")
+                raise TrainingError(f"the processes of this run lost each other {where}: {reason}") from error
             text_log.note(f"failed {where}: {type(error).__name__}: {error}")
             raise
         finally:

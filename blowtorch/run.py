@@ -7,6 +7,7 @@ the run's life cycle to ``job``, what happens before the first step to ``setup``
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from blowtorch.config import ConfigDict, PathLike, load_config_files
-from blowtorch.distributed import check_backend, join_process_group
+from blowtorch.distributed import check_ddp_options, join_process_group
 from blowtorch.errors import ConfigError, OptionError
 from blowtorch.hooks import HookRegistry
 from blowtorch.interrupt import Interrupted
@@ -85,7 +86,7 @@ class Run:
         self._loggers = check_loggers(loggers, "Run(loggers=...)")
         self._hooks = HookRegistry()
         self._config_functions: list[Callable[..., Any]] = []  # config scopes and named configs, for source.txt
-        check_backend(ddp_backend)
+        check_ddp_options(ddp_backend, ddp_timeout)
         self._distributed = join_process_group(ddp_backend, ddp_timeout)
         # sacred (with pkg_resources) is imported here, not by `import blowtorch`: it is the larger part
         # of blowtorch's import time, and only a Run needs it.
@@ -301,7 +302,13 @@ class Run:
         """How to continue an interrupted run: the script's command line, or ``run(...)`` in a notebook."""
         if not self._bridge.owns_process:  # a notebook, or a command line given as Run(argv=...)
             return f"run(..., resume={str(run_dir)!r})"
-        return shlex.join(["python", self._bridge.argv[0], "--resume", str(run_dir)])
+        resume = [self._bridge.argv[0], "--resume", str(run_dir)]
+        if self._distributed is None:
+            return shlex.join(["python", *resume])
+        nodes = int(os.environ.get("WORLD_SIZE", 1)) // max(int(os.environ.get("LOCAL_WORLD_SIZE", 1)), 1)
+        if nodes > 1:  # the launcher's rendezvous options are not known here
+            return "torchrun <your launcher options, on every node> " + shlex.join(resume) + "  (or --resume auto)"
+        return shlex.join(["torchrun", "--nproc-per-node", str(self._distributed.world_size), *resume])
 
     def _resume_point_for(self, options: RunOptions) -> ResumePoint | None:
         resume, cli_resume = options.resume, self._bridge.resume_path

@@ -38,6 +38,7 @@ from blowtorch.device import select_device
 from blowtorch.distributed import Distributed
 from blowtorch.errors import CheckpointError, OptionError, UsageError
 from blowtorch.hooks import HookRegistry
+from blowtorch.interrupt import StopRequest
 from blowtorch.loggers.base import RunInfo
 from blowtorch.loggers.fanout import LoggerFanout
 from blowtorch.loggers.progress import Progress
@@ -270,6 +271,7 @@ def _training(prepared: Prepared, loggers: LoggerFanout, progress: Progress, sav
         distributed=prepared.distributed,
         ddp=prepared.ddp,
         save_checkpoint=save_checkpoint,
+        stop=StopRequest(ignore_sigterm_after_error=prepared.distributed is not None),
     )
     return Training(trainee, prepared.state, prepared.resumption)
 

@@ -191,7 +191,7 @@ def test_checkpoints_resume_across_world_sizes_at_an_epoch_end(tmp_path):
 
 
 HOLDING_SCRIPT = """
-import time
+import os
 import time
 from pathlib import Path
 import torch
@@ -205,14 +205,14 @@ run = Run(random_seed=3, save_git_info=False)
 @run.config
 def settings():
     max_epochs = 3
-    hold_at_step = -1  # every rank says so in holding-<rank>, then waits for 'release'
+    hold_at_step = -1  # every rank writes its pid to holding-<rank>, then waits for 'release'
 
 
 @run.train_step
 @run.validate_step
 def step(batch, model, step, is_validate):
     if step == run["hold_at_step"] and not is_validate:
-        Path(f"holding-{dist.get_rank()}").write_text("")
+        Path(f"holding-{dist.get_rank()}").write_text(str(os.getpid()))
         deadline = time.monotonic() + 120
         while not Path("release").exists() and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -257,6 +257,7 @@ def test_sigterm_to_the_launcher_inside_an_epoch_stops_every_rank_and_resume_aut
     checkpoint = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)
     assert checkpoint["position"] is not None and checkpoint["state"]["global_step"] == 9, stderr  # at the end of step 8, on both ranks
     assert stderr.count("To resume:") == 1  # rank 0 says it, once
+    assert f"To resume: torchrun --nproc-per-node 2 {script} --resume {run_dir}" in stderr
     assert stderr.count("resume=auto: no unfinished run of experiment 'train'") == 1
 
     requeued = torchrun(script, "--resume", "auto", "with", "hold_at_step=8", cwd=split_dir)  # the same command again
@@ -265,6 +266,32 @@ def test_sigterm_to_the_launcher_inside_an_epoch_stops_every_rank_and_resume_aut
     straight, resumed = weights(straight_dir / "weights-0.pt"), weights(split_dir / "weights-0.pt")
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
     assert torch.equal(weights(split_dir / "weights-1.pt")["weight"], resumed["weight"])
+
+
+def test_a_rank_killed_without_a_python_error_fails_the_run_with_an_explanation(tmp_path):
+    script = write_script(tmp_path, HOLDING_SCRIPT)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+               "--master-port", str(free_port()), str(script), "with", "hold_at_step=8"]  # fmt: skip
+    launcher = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not all((tmp_path / f"holding-{rank}").exists() for rank in (0, 1)):
+            assert launcher.poll() is None, launcher.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        os.kill(int((tmp_path / "holding-1").read_text()), signal.SIGKILL)  # no exception, no report: just gone
+        (tmp_path / "release").write_text("")
+        launcher.communicate(timeout=120)
+    finally:
+        launcher.kill()
+    assert launcher.returncode != 0
+    run_json = read_json(tmp_path / "train_logs" / "sacred" / "1" / "run.json")
+    assert run_json["status"] == "FAILED"  # recorded, although torchrun sends rank 0 a SIGTERM when rank 1 dies
+    trace = "".join(run_json["fail_trace"])
+    assert "the processes of this run lost each other in epoch 1" in trace and "torchrun's output names the rank" in trace
+    run_dir = only_run_dir(tmp_path / "train_logs")
+    assert read_json(run_dir / "status.json")["status"] == "FAILED"
+    assert "lost each other" in (run_dir / "log.txt").read_text()
 
 
 SLURM_SCRIPT = """

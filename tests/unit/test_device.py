@@ -8,6 +8,7 @@ import torch
 
 from blowtorch import OptionError
 from blowtorch.device import batch_size_of, move_to_device, select_device
+from blowtorch.distributed import Distributed
 
 Pair = namedtuple("Pair", "x y")
 
@@ -41,6 +42,18 @@ def test_gpu_id_that_does_not_exist_names_the_devices_there_are(monkeypatch):
     assert select_device(use_gpu=True, gpu_id=1) == torch.device("cuda", 1)
     with pytest.raises(OptionError, match=r"gpu_id=2 does not exist; the CUDA devices on this machine are: 0 \(Card 0\), 1 \(Card 1\)"):
         select_device(use_gpu=True, gpu_id=2)
+
+
+def test_under_torchrun_each_process_takes_the_gpu_of_its_local_rank(monkeypatch, caplog):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with caplog.at_level(logging.INFO, logger="blowtorch"):
+        assert select_device(use_gpu=True, gpu_id=1, distributed=Distributed(rank=3, world_size=4, local_rank=1)) == torch.device("cuda", 1)
+        assert select_device(use_gpu=True, gpu_id=1, distributed=Distributed(rank=0, world_size=4, local_rank=0)) == torch.device("cuda", 0)
+    assert caplog.messages == ["under torchrun each process trains on cuda:LOCAL_RANK; gpu_id=1 is not used"]  # rank 0 says it
+    assert select_device(use_gpu=False, gpu_id=0, distributed=Distributed(rank=2, world_size=4, local_rank=2)) == torch.device("cpu")
+    with pytest.raises(OptionError, match=r"LOCAL_RANK 2, but this machine has 2 CUDA device\(s\).*--nproc-per-node 2"):
+        select_device(use_gpu=True, gpu_id=0, distributed=Distributed(rank=2, world_size=4, local_rank=2))
 
 
 @pytest.mark.parametrize("bad", [-1, 1.0, "0", True])
