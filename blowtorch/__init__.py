@@ -1,6 +1,5 @@
 """blowtorch: a small PyTorch training framework on a real sacred Experiment."""
 
-import blowtorch.sacred_bridge  # noqa: F401  (first: imports sacred without its pkg_resources warning)
 from blowtorch._version import __version__
 from blowtorch.errors import (
     BlowtorchError,

@@ -11,8 +11,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import yaml
-
 from blowtorch.errors import ConfigError, ConfigKeyError, MissingFileError
 
 PathLike = str | Path
@@ -26,6 +24,8 @@ def load_config_file(path: PathLike) -> dict[str, Any]:
             f"config file '{path}' does not exist (looked in {path.resolve().parent}); check the path in "
             f"Run(config_files=[...]), relative paths are relative to the working directory"
         )
+    import yaml  # here, not at the top: `import blowtorch` stays fast (yaml is needed once a Run reads files)
+
     try:
         content = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:

@@ -57,11 +57,19 @@ def move_to_device(data: Any, device: torch.device) -> Any:
 
     Copies from pinned memory are asynchronous (``non_blocking``), so a DataLoader with
     ``pin_memory=True`` overlaps the copy with compute. Objects with a ``.to`` method are moved too.
+    Containers are rebuilt (a step may change its batch without changing the loader's data).
     """
     if isinstance(data, torch.Tensor):
-        if data.device == device:
-            return data
-        return data.to(device, non_blocking=data.is_pinned())
+        return data if data.device == device else data.to(device, non_blocking=data.is_pinned())
+    kind = type(data)
+    if kind is list or kind is tuple:  # what a DataLoader yields: checked by type, before the slower ABC checks below
+        for value in data:
+            if not (isinstance(value, torch.Tensor) and value.device == device):
+                moved = [move_to_device(value, device) for value in data]
+                return moved if kind is list else tuple(moved)
+        return list(data) if kind is list else data  # tensors already on the device: nothing to walk
+    if kind is dict:
+        return {key: move_to_device(value, device) for key, value in data.items()}
     if isinstance(data, Mapping):
         return type(data)({key: move_to_device(value, device) for key, value in data.items()})  # type: ignore[call-arg]
     if isinstance(data, tuple) and hasattr(data, "_fields"):  # namedtuple
@@ -83,7 +91,11 @@ def batch_size_of(batch: Any) -> int:
     Used to weight per-epoch metric means, so a smaller last batch counts for what it holds. A
     batch without tensors counts as one sample. Reads only shapes, never values (no device sync).
     """
-    tensor = _first_tensor(batch)
+    kind = type(batch)
+    if (kind is list or kind is tuple) and batch and isinstance(batch[0], torch.Tensor):  # a DataLoader's (x, y)
+        tensor: torch.Tensor | None = batch[0]
+    else:
+        tensor = _first_tensor(batch)
     return int(tensor.shape[0]) if tensor is not None and tensor.dim() > 0 else 1
 
 

@@ -12,7 +12,7 @@ import signal
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from blowtorch.distributed import failure_of_another_rank, is_broken_collective, report_failure
 from blowtorch.errors import BlowtorchError, TrainingError
@@ -24,10 +24,12 @@ from blowtorch.loop import fit
 from blowtorch.run_lock import RunDirectoryLock
 from blowtorch.run_status import write_status
 from blowtorch.rundir import RunDirectory
-from blowtorch.sacred_bridge.record import RunRecord
 from blowtorch.setup import Prepared, follow, run_directory, set_up
 from blowtorch.state import TrainState
 from blowtorch.user_warnings import warn
+
+if TYPE_CHECKING:  # the record's module belongs to the sacred bridge, imported when a Run is made
+    from blowtorch.sacred_bridge.record import RunRecord
 
 
 class TrainingJob:

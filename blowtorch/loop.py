@@ -9,13 +9,13 @@ Of the user's functions, only ``configure_optimizers`` is called elsewhere (by t
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
+import time
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -24,7 +24,7 @@ from blowtorch.compilation import compile_failure, is_compile_failure
 from blowtorch.device import batch_size_of, move_to_device
 from blowtorch.distributed import Distributed
 from blowtorch.errors import NonFiniteLossError, OptionError, UsageError
-from blowtorch.hooks import HookRegistry
+from blowtorch.hooks import Hook, HookRegistry
 from blowtorch.interrupt import Interrupted, StopRequest
 from blowtorch.loggers.fanout import LoggerFanout
 from blowtorch.loggers.progress import Progress
@@ -32,6 +32,7 @@ from blowtorch.metrics import (
     LossWatch,
     PassAccumulator,
     PassResult,
+    StepValue,
     normalize_step_output,
     raise_if_loss_not_finite,
     resolve_metric,
@@ -44,7 +45,8 @@ from blowtorch.resume import Resumption, TrainingBatches
 from blowtorch.rng import capture_rng_state, loader_generators, restore_rng_state
 from blowtorch.state import EpochPosition, TrainState
 
-_NO_CHANGE = contextlib.nullcontext()
+#: Seconds between updates of the progress display (and checks whether the loss is due to be read).
+TICK = 0.1
 
 
 class SaveCheckpoint(Protocol):
@@ -178,39 +180,48 @@ def train_pass(trainee: Trainee, state: TrainState, optimize: bool, replay: Resu
     _start_update_statistics(trainee, replay)
     accumulate = trainee.optimizers.rule.accumulate_grad_batches
     group_pending = checkpoint_due = False  # gradients of an accumulation group not stepped yet; a checkpoint waiting for them
-    autocast = trainee.precision.autocast(trainee.device)
-    watch = LossWatch()
-    trainee.progress.start_pass("train", state.epoch, _length(trainee.train_loader), done=batches.done)
+    device, optimizers, ddp, progress, stop = trainee.device, trainee.optimizers, trainee.ddp, trainee.progress, trainee.stop
+    autocast = trainee.precision.autocast(device) if trainee.precision.autocasts else None
+    arguments = _step_arguments(trainee, state, is_validate=False)  # once per pass; each step sets its own entries
+    watch, next_tick = LossWatch(), 0.0
+    progress.start_pass("train", state.epoch, _length(trainee.train_loader), done=batches.done)
     with torch.set_grad_enabled(optimize):
         for batch_index, batch in batches:
-            batch = move_to_device(batch, trainee.device)
-            arguments = _step_arguments(trainee, state, batch, batch_index, is_validate=False)
+            arguments["batch"] = batch = move_to_device(batch, device)
+            arguments["batch_index"], arguments["step"] = batch_index, state.global_step
             probe = not optimize and batch_index == batches.done  # the baseline still finds an .item() loss at once
-            with autocast, torch.enable_grad() if probe else _NO_CHANGE:
-                values = normalize_step_output(_call_step(trainee, step_hook, arguments), "train_step")
+            values = _step_values(trainee, step_hook, arguments, autocast, probe)
             if state.optimize_metric is None:
                 state.optimize_metric = resolve_optimize_metric(options.optimize_metric, values)
             loss = values[state.optimize_metric]
-            if optimize:
-                group_pending = (batch_index + 1) % accumulate != 0
-                # Under DDP a batch that does not step keeps its gradients local: one all-reduce per group.
-                with trainee.ddp.no_sync() if group_pending and trainee.ddp is not None else _NO_CHANGE:
-                    trainee.optimizers.backward(_differentiable(loss, state.optimize_metric))
-                if not group_pending:
-                    trainee.optimizers.step()
-            elif probe:
-                _differentiable(loss, state.optimize_metric)
+            if optimize or probe:
+                if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
+                    _not_differentiable(state.optimize_metric)
+                if optimize:
+                    group_pending = (batch_index + 1) % accumulate != 0
+                    if group_pending and ddp is not None:  # a batch that does not step keeps its gradients local: one all-reduce per group
+                        with ddp.no_sync():
+                            optimizers.backward(loss)
+                    else:
+                        optimizers.backward(loss)
+                    if not group_pending:
+                        optimizers.step()
             accumulator.add(values, batch_size_of(batch))
             if log_every and state.global_step % log_every == 0:
                 _log_step(trainee, values, state)  # reads this step's values from the device
             state.global_step += 1
-            trainee.progress.advance()
-            if (value := watch.read(loss)) is not None:
-                trainee.progress.show_loss(value)
-                if not math.isfinite(value):
-                    raise_if_loss_not_finite(accumulator.result(), state.optimize_metric, state.epoch, state.global_step - batch_index - 1)
-            checkpoint_due = checkpoint_due or bool(every and state.global_step % every == 0)
-            if (_stop_agreed(trainee) or checkpoint_due) and not group_pending:  # never inside an accumulation group
+            if (now := time.monotonic()) >= next_tick:  # the display and the loss watch, a few times a second
+                next_tick = now + TICK
+                progress.update(batch_index + 1)
+                if (value := watch.read(loss)) is not None:
+                    progress.show_loss(value)
+                    if not math.isfinite(value):
+                        first_step = state.global_step - batch_index - 1
+                        raise_if_loss_not_finite(accumulator.result(), state.optimize_metric, state.epoch, first_step)
+            if every and state.global_step % every == 0:
+                checkpoint_due = True
+            stopping = stop.signal_number is not None if trainee.distributed is None else _stop_agreed(trainee)
+            if (stopping or checkpoint_due) and not group_pending:  # never inside an accumulation group
                 checkpoint_due = False
                 position = EpochPosition(batch_index + 1, batches.start_rng)
                 _checkpoint_inside_epoch(trainee, state, position, accumulator, baseline_buffers)
@@ -231,23 +242,26 @@ def validate_pass(trainee: Trainee, state: TrainState, after_training: EpochPosi
     assert step_hook is not None and trainee.val_loader is not None  # checked before training starts
     accumulator = PassAccumulator("validate_step")
     trainee.model.eval()
-    trainee.progress.start_pass("val", state.epoch, _length(trainee.val_loader))
-    autocast = trainee.precision.autocast(trainee.device)
+    device, progress, stop = trainee.device, trainee.progress, trainee.stop
+    autocast = trainee.precision.autocast(device) if trainee.precision.autocasts else None
+    arguments = _step_arguments(trainee, state, is_validate=True)  # once per pass; each step sets its own entries
+    next_tick = 0.0
+    progress.start_pass("val", state.epoch, _length(trainee.val_loader))
     with torch.no_grad():
         for batch_index, batch in enumerate(trainee.val_loader):
-            batch = move_to_device(batch, trainee.device)
-            arguments = _step_arguments(trainee, state, batch, batch_index, is_validate=True)
-            with autocast:
-                values = normalize_step_output(_call_step(trainee, step_hook, arguments), "validate_step")
-            accumulator.add(values, batch_size_of(batch))
-            trainee.progress.advance()
+            arguments["batch"] = batch = move_to_device(batch, device)
+            arguments["batch_index"] = batch_index
+            accumulator.add(_step_values(trainee, step_hook, arguments, autocast), batch_size_of(batch))
+            if (now := time.monotonic()) >= next_tick:
+                next_tick = now + TICK
+                progress.update(batch_index + 1)
             # Under torchrun the ranks' validation shares differ in length, so they cannot agree per
             # step: a stop request then waits for the end of the epoch (and its checkpoint).
-            if trainee.distributed is None and trainee.stop.requested:
-                trainee.progress.end_pass()
+            if stop.signal_number is not None and trainee.distributed is None:
+                progress.end_pass()
                 trainee.save_checkpoint(state, rng_after_training, position=after_training)
                 _stop_if_requested(trainee)
-    trainee.progress.end_pass()
+    progress.end_pass()
     return _non_empty(accumulator.result(trainee.distributed), "val_loader")
 
 
@@ -294,20 +308,29 @@ def _update_metrics(trainee: Trainee, epoch: int) -> dict[str, float]:
     return values
 
 
-def _call_step(trainee: Trainee, step: Any, arguments: dict[str, Any]) -> Any:
+def _step_values(trainee: Trainee, step: Hook, arguments: dict[str, Any], autocast: Any, probe: bool = False) -> dict[str, StepValue]:
+    """What the step returns, normalized; run under ``autocast`` (if any), with gradients for the baseline's probe."""
+    if probe:
+        with torch.enable_grad():
+            return _step_values(trainee, step, arguments, autocast)
     try:
-        return step(arguments)
+        if autocast is None:
+            output = step(arguments)
+        else:
+            with autocast:
+                output = step(arguments)
     except Exception as error:
         if trainee.options.compile is not False and is_compile_failure(error):
             raise compile_failure(error) from error
         raise
+    return normalize_step_output(output, step.kind)
 
 
 def _stop_agreed(trainee: Trainee) -> bool:
     """Whether to stop after this step. Under torchrun every rank must stop at the same step (or the
     next collective waits forever), so the ranks agree: a signal to any one of them stops all."""
     if trainee.distributed is None:
-        return trainee.stop.requested
+        return trainee.stop.signal_number is not None
     signal_number = trainee.distributed.max(trainee.stop.signal_number or 0)  # CPU tensors: no GPU sync
     if signal_number and trainee.stop.signal_number is None:
         trainee.stop.signal_number = signal_number
@@ -326,23 +349,22 @@ def _log_step(trainee: Trainee, values: Mapping[str, Any], state: TrainState) ->
     trainee.loggers.log_metrics(trainee.optimizers.learning_rates(), "lr_step", state.epoch, state.global_step)
 
 
-def _differentiable(loss: Any, name: str) -> torch.Tensor:
-    if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
-        raise UsageError(
-            f"the optimized metric '{name}' returned by train_step does not require grad, so it cannot be "
-            f"back-propagated; return the loss tensor itself (not .item(), .detach() or a number), or pick "
-            f"another metric with optimize_metric"
-        )
-    return loss
+def _not_differentiable(name: str | None) -> NoReturn:
+    raise UsageError(
+        f"the optimized metric '{name}' returned by train_step does not require grad, so it cannot be "
+        f"back-propagated; return the loss tensor itself (not .item(), .detach() or a number), or pick "
+        f"another metric with optimize_metric"
+    )
 
 
-def _step_arguments(trainee: Trainee, state: TrainState, batch: Any, batch_index: int, is_validate: bool) -> dict[str, Any]:
+def _step_arguments(trainee: Trainee, state: TrainState, is_validate: bool) -> dict[str, Any]:
+    """A pass's step arguments; ``batch``, ``batch_index`` and ``step`` are each step's own."""
     return {
-        "batch": batch,
+        "batch": None,
         "model": trainee.model,
         "epoch": state.epoch,
         "step": state.global_step,
-        "batch_index": batch_index,
+        "batch_index": 0,
         "device": trainee.device,
         "is_validate": is_validate,
     }

@@ -21,7 +21,7 @@ from blowtorch.errors import NonFiniteLossError, OptionError, UsageError
 
 StepValue = torch.Tensor | float
 
-_CHUNK = 512  # step values stacked per device kernel; bounds the number of live tiny tensors
+_CHUNK = 512  # steps whose values are stacked per device kernel; bounds the number of live tiny tensors
 
 
 def normalize_step_output(output: Any, hook_name: str) -> dict[str, StepValue]:
@@ -30,8 +30,10 @@ def normalize_step_output(output: Any, hook_name: str) -> dict[str, StepValue]:
     A bare tensor or number means ``{"loss": value}``; a tensor with more than one element is
     reduced with ``.mean()``. Tensors keep their graph: the loop back-propagates one of them.
     """
+    if isinstance(output, torch.Tensor) and output.dim() == 0 and output.is_floating_point():
+        return {"loss": output}  # what most steps return, as _scalar would return it
     items: Iterable[tuple[Any, Any]]
-    if isinstance(output, Mapping):
+    if type(output) is dict or isinstance(output, Mapping):  # the type first: the ABC check is slower
         items = output.items()
     elif isinstance(output, (torch.Tensor, numbers.Number)) and not isinstance(output, bool):
         items = (("loss", output),)
@@ -63,6 +65,8 @@ def check_metric_name(name: Any, source: str) -> None:
 
 def _scalar(value: Any, name: str, hook_name: str) -> StepValue:
     if isinstance(value, torch.Tensor):
+        if value.dim() == 0 and value.is_floating_point():
+            return value
         if value.numel() == 0:
             raise UsageError(f"{hook_name} returned an empty tensor for '{name}'; return a scalar or a non-empty tensor")
         if value.is_complex():
@@ -96,16 +100,19 @@ class PassResult:
 
 
 class PassAccumulator:
-    """Collects the values of every step of a pass and computes their batch-size-weighted means."""
+    """Collects the values of every step of a pass and computes their batch-size-weighted means.
+
+    A step only appends its row of values (tensors detached, so that no graph is kept alive);
+    every ``_CHUNK`` rows, the tensors are stacked into one tensor per device, on the device.
+    """
 
     def __init__(self, hook_name: str) -> None:
         self._hook_name = hook_name
         self._names: tuple[str, ...] | None = None
         self._weights: list[int] = []
-        self._pending: dict[torch.device, list[torch.Tensor]] = defaultdict(list)
-        self._pending_slots: dict[torch.device, list[tuple[int, int]]] = defaultdict(list)
-        self._chunks: dict[torch.device, list[torch.Tensor]] = defaultdict(list)
-        self._chunk_slots: dict[torch.device, list[tuple[int, int]]] = defaultdict(list)
+        self._rows: list[list[StepValue]] = []  # rows not stacked yet
+        # per device: stacked values and where they go: whole rows (a range), or (row, column) pairs
+        self._stacked: dict[torch.device, list[tuple[torch.Tensor, range | list[tuple[int, int]]]]] = defaultdict(list)
         self._numbers: list[tuple[int, int, float]] = []
         self._restored = np.zeros((0, 0))  # rows of an earlier, interrupted part of this pass
 
@@ -115,33 +122,51 @@ class PassAccumulator:
 
     def add(self, values: Mapping[str, StepValue], weight: int) -> None:
         names = tuple(values)
+        if names != self._names:
+            self._check_names(names)
+        self._weights.append(weight)
+        row = []
+        for value in values.values():
+            row.append(value.detach() if isinstance(value, torch.Tensor) else value)
+        self._rows.append(row)
+        if len(self._rows) >= _CHUNK:
+            self._flush()
+
+    def _check_names(self, names: tuple[str, ...]) -> None:
         if self._names is None:
             for name in names:  # once per pass: names are checked when they first appear
                 check_metric_name(name, self._hook_name)
             self._names = names
-        elif names != self._names:
-            raise UsageError(
-                f"{self._hook_name} returned the metrics {list(names)} at step {len(self._weights)} of this "
-                f"pass but {list(self._names)} before; return the same names, in the same order, every step"
-            )
-        row = len(self._weights)
-        self._weights.append(weight)
-        for column, value in enumerate(values.values()):
-            if isinstance(value, torch.Tensor):
-                device = value.device
-                self._pending[device].append(value.detach())
-                self._pending_slots[device].append((row, column))
-                if len(self._pending[device]) >= _CHUNK:
-                    self._flush(device)
-            else:
-                self._numbers.append((row, column, value))
+            return
+        raise UsageError(
+            f"{self._hook_name} returned the metrics {list(names)} at step {len(self._weights)} of this "
+            f"pass but {list(self._names)} before; return the same names, in the same order, every step"
+        )
 
-    def _flush(self, device: torch.device) -> None:
-        if self._pending[device]:
-            self._chunks[device].append(torch.stack(self._pending[device]))
-            self._chunk_slots[device].extend(self._pending_slots[device])
-            self._pending[device] = []
-            self._pending_slots[device] = []
+    def _flush(self) -> None:
+        """Stack the pending rows' tensors on their devices (no transfer); keep their numbers aside."""
+        rows, self._rows = self._rows, []
+        if not rows:
+            return
+        first = len(self._weights) - len(rows)
+        try:  # the usual rows: tensors only, on one device
+            stacked = torch.stack([value for row in rows for value in row])  # type: ignore[misc]
+        except (TypeError, RuntimeError):  # numbers among them, or several devices
+            pass
+        else:
+            self._stacked[stacked.device].append((stacked, range(first, first + len(rows))))
+            return
+        pending: dict[torch.device, list[torch.Tensor]] = defaultdict(list)
+        slots: dict[torch.device, list[tuple[int, int]]] = defaultdict(list)
+        for row_index, row in enumerate(rows, start=first):
+            for column, value in enumerate(row):
+                if isinstance(value, torch.Tensor):
+                    pending[value.device].append(value)
+                    slots[value.device].append((row_index, column))
+                else:
+                    self._numbers.append((row_index, column, value))
+        for device, tensors in pending.items():
+            self._stacked[device].append((torch.stack(tensors), slots[device]))
 
     def snapshot(self) -> dict[str, Any]:
         """The values so far, as tensors (one device read), for a checkpoint inside a pass."""
@@ -163,13 +188,17 @@ class PassAccumulator:
         table = np.full((len(self._weights), len(names)), np.nan, dtype=np.float64)
         if self._restored.size:
             table[: self._restored.shape[0]] = self._restored
-        for device in list(self._pending):
-            self._flush(device)
-        for device, chunks in self._chunks.items():
-            if chunks:
-                values = torch.cat(chunks).detach().to("cpu", torch.float64).numpy()
-                rows, columns = zip(*self._chunk_slots[device], strict=True)
-                table[list(rows), list(columns)] = values
+        self._flush()
+        for chunks in self._stacked.values():
+            values = torch.cat([stacked for stacked, _ in chunks]).to("cpu", torch.float64).numpy()  # one transfer per device
+            start = 0
+            for stacked, slots in chunks:
+                part, start = values[start : start + stacked.numel()], start + stacked.numel()
+                if isinstance(slots, range):
+                    table[slots.start : slots.stop] = part.reshape(len(slots), len(names))
+                else:
+                    rows, columns = zip(*slots, strict=True)
+                    table[list(rows), list(columns)] = part
         for row, column, number in self._numbers:
             table[row, column] = number
         return table

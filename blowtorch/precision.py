@@ -44,6 +44,11 @@ class Precision:
         return cls(SPELLINGS[value])
 
     @property
+    def autocasts(self) -> bool:
+        """Whether the steps run under autocast (every precision but ``"32"``)."""
+        return self.name != "32"
+
+    @property
     def scales_loss(self) -> bool:
         return self.name == "16"
 

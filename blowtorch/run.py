@@ -13,10 +13,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, TypeVar
-
-from sacred import Experiment
-from sacred.observers import RunObserver
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from blowtorch.config import ConfigDict, PathLike, load_config_files
 from blowtorch.distributed import check_ddp_options, join_process_group
@@ -32,8 +29,13 @@ from blowtorch.resume import ResumePoint, find_resume_point
 from blowtorch.run_lock import RunDirectoryLock
 from blowtorch.run_status import AUTO, find_unfinished_run
 from blowtorch.rundir import check_save_path, safe_run_name
-from blowtorch.sacred_bridge.experiment import SacredBridge
 from blowtorch.setup import TrainingInputs, prepare
+
+if TYPE_CHECKING:
+    from sacred import Experiment
+    from sacred.observers import RunObserver
+
+    from blowtorch.sacred_bridge.experiment import SacredBridge
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -86,7 +88,11 @@ class Run:
         self._config_functions: list[Callable[..., Any]] = []  # config scopes and named configs, for source.txt
         check_ddp_options(ddp_backend, ddp_timeout)
         self._distributed = join_process_group(ddp_backend, ddp_timeout)
-        self._bridge = SacredBridge(
+        # sacred (with pkg_resources) is imported here, not by `import blowtorch`: it is the larger part
+        # of blowtorch's import time, and only a Run needs it.
+        from blowtorch.sacred_bridge.experiment import SacredBridge
+
+        self._bridge: SacredBridge = SacredBridge(
             caller_globals,
             distributed=self._distributed,
             name=name,

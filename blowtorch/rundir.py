@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime as dt
-import importlib
 import os
 import random
 import re
@@ -36,8 +35,6 @@ import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from blowtorch.errors import OptionError
 
@@ -99,6 +96,8 @@ class RunDirectory:
 
     def write_config(self, config: Mapping[str, Any]) -> Path:
         """``config.yaml``: the resolved config, loadable with ``yaml.safe_load`` and usable as a config file."""
+        import yaml  # here, not at the top: `import blowtorch` stays fast
+
         text = yaml.safe_dump(plain_config(config), sort_keys=False, allow_unicode=True, default_flow_style=False)
         return self.write_text("config.yaml", text)
 
@@ -181,16 +180,18 @@ def generate_slug() -> str:
     The run is seeded before this is called; using the seeded generator would give every run with
     the same seed the same name and shift its random stream.
     """
-    state = random.getstate()  # importing coolname and setting up a generator draw from the global random
+    state = random.getstate()  # importing coolname builds its default generator, which draws from the global random
     try:
         import coolname
-
-        config = copy.deepcopy(importlib.import_module("coolname.data").config)
-        config["all"]["__nocheck"] = True
-        generator = coolname.RandomGenerator(config, rand=random.Random(os.urandom(16)))
-        return str(generator.generate_slug(2))
     finally:
         random.setstate(state)
+    # coolname's default generator, built by that import, with a random stream of its own on a shallow
+    # copy (the word lists are shared, read-only): building a second generator from coolname's config
+    # would cost about half as much again as the import.
+    default: coolname.RandomGenerator = coolname.generate_slug.__self__  # type: ignore[attr-defined]  # a bound method
+    generator = copy.copy(default)
+    generator.random = random.Random(os.urandom(16))
+    return str(generator.generate_slug(2))
 
 
 def claim_number(save_path: Path, make: Callable[[int], Path], first: int | None = None) -> tuple[int, Path]:

@@ -28,7 +28,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -53,11 +53,13 @@ from blowtorch.precision import Precision
 from blowtorch.resume import ResumePoint, Resumption, config_differences
 from blowtorch.rng import seed_everything
 from blowtorch.rundir import CHECKPOINTS, RunDirectory, generate_slug, plain_config, run_name_from_cli
-from blowtorch.sacred_bridge.record import RunRecord
 from blowtorch.sharding import shard_loader
 from blowtorch.state import EpochPosition, TrainState
 from blowtorch.summary import model_summary, source_listing
 from blowtorch.user_warnings import warn
+
+if TYPE_CHECKING:  # the record's module belongs to the sacred bridge, imported when a Run is made
+    from blowtorch.sacred_bridge.record import RunRecord
 
 
 @dataclass(frozen=True, kw_only=True)

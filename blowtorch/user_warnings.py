@@ -9,15 +9,22 @@ blowtorch and the libraries it calls through: the user's ``run(...)`` or ``Run(.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import sys
 import warnings
 
-import sacred
+
+def _package_directory(name: str) -> str:
+    """Where a package lives, found without importing it (importing sacred is slow; see blowtorch.run)."""
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.submodule_search_locations, f"{name} is a dependency of blowtorch"
+    return os.path.realpath(next(iter(spec.submodule_search_locations))) + os.sep
+
 
 _INTERNAL_PREFIXES = (
     os.path.dirname(os.path.realpath(__file__)) + os.sep,  # blowtorch itself
-    os.path.dirname(os.path.realpath(sacred.__file__)) + os.sep,  # sacred runs the job as its main function
+    _package_directory("sacred"),  # sacred runs the job as its main function
 )
 _INTERNAL_FILES = {os.path.realpath(contextlib.__file__)}
 

@@ -52,13 +52,18 @@ class Progress(BaseLogger):
             )  # fmt: skip
 
     def advance(self) -> None:
-        """One step done; called every step, so it never touches the device."""
+        """One step done."""
+        self.update(self._done + 1)
+
+    def update(self, done: int) -> None:
+        """``done`` steps of the pass are done. The loop calls this a few times a second, not every step."""
         if not self.enabled:
             return
-        self._done += 1
         if self._bar is not None:
-            self._bar.update(1)
+            self._bar.update(done - self._done)
+            self._done = done
             return
+        self._done = done
         now = time.monotonic()
         if now - self._last_line >= self.line_interval:
             self._last_line = now

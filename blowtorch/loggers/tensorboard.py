@@ -6,8 +6,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from blowtorch.errors import MissingExtraError
 from blowtorch.loggers.base import BaseLogger, RunInfo, is_step_phase
 
@@ -44,6 +42,8 @@ class TensorBoardLogger(BaseLogger):
         directory = self.log_dir / run.name if self.log_dir is not None else run.run_dir / "tensorboard"
         self.writer = self._writer_class(log_dir=str(directory), **self.kwargs)
         self._config = dict(run.config)
+        import yaml  # here, not at the top: `import blowtorch` stays fast
+
         text = yaml.safe_dump(self._config, sort_keys=False)
         # Markdown: indented lines render as a code block.
         self.writer.add_text("config", "\n".join("    " + line for line in text.splitlines()), run.start_step)

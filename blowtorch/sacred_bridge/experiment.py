@@ -31,7 +31,6 @@ from docopt import docopt
 from sacred import Experiment
 from sacred.arg_parser import get_config_updates
 from sacred.commandline_options import cli_option
-from sacred.dependencies import gather_sources_and_dependencies
 from sacred.observers import RunObserver
 from sacred.randomness import get_seed
 from sacred.utils import SacredError, apply_backspaces_and_linefeeds, format_sacred_error
@@ -45,10 +44,9 @@ from blowtorch.sacred_bridge.errors_display import exit_on_failure
 from blowtorch.sacred_bridge.mongo import check_connections
 from blowtorch.sacred_bridge.observers import DefaultFileStorageObserver, database_observers
 from blowtorch.sacred_bridge.record import RunRecord, SacredRecord
-from blowtorch.user_warnings import warn
+from blowtorch.sacred_bridge.sources import gather_sources, preload_git
 
 MAIN_COMMAND = "train"
-_BLOWTORCH_DIR = str(Path(__file__).resolve().parent.parent)
 
 
 class SacredBridge:
@@ -84,14 +82,14 @@ class SacredBridge:
             name=name,
             base_dir=self.base_dir,
             interactive=interactive,
-            # sacred scans *its caller's* module (this one) here; the user's script is gathered below.
+            # sacred scans *its caller's* module (this one) here; the user's script is gathered when the run starts.
             save_git_info=False,
             additional_cli_options=[resume_option, mongo_uri_option],
         )
         self.experiment.doc = caller_globals.get("__doc__")
         # progress bars collapse to their last state; sacred annotates the attribute as None
         self.experiment.captured_out_filter = apply_backspaces_and_linefeeds  # type: ignore[assignment]
-        self._gather_sources()
+        preload_git(save_git_info)
         self._main: Callable[[RunRecord], Any] | None = None
         self.experiment.main(_named_main(self._call_main))
         for observer in observers:
@@ -261,8 +259,8 @@ class SacredBridge:
             return main(RunRecord(self.config, str(self.experiment.path)))
         if sacred_run.start_time is not None:
             raise UsageError("this Run has already trained once; a Run object starts one sacred run, create a new one")
-        self._gather_sources()  # modules imported since Run() was constructed
-        sacred_run.experiment_info = self.experiment.get_experiment_info()
+        if not sacred_run.unobserved:  # with -u nothing would record them: neither sources gathered nor git asked
+            self._record_sources(sacred_run)
         if self.args.get("--name"):
             sacred_run.experiment_info["name"] = self.args["--name"]
         if comment and not sacred_run.meta_info.get("comment"):
@@ -292,31 +290,23 @@ class SacredBridge:
     def run_command(self) -> Any:
         """Run a command other than training (``print_config``, ...), exactly as sacred would (on rank 0 only)."""
         run = self.resolve()
-        return run() if self.is_main_process else None
+        if not self.is_main_process:
+            return None
+        self._record_sources(run)  # print_dependencies shows them, and an observed command records them
+        return run()
 
     def _call_main(self, _run: Any) -> Any:
         assert self._main is not None
         return self._main(SacredRecord(_run))
 
-    def _gather_sources(self) -> None:
-        try:
-            found = gather_sources_and_dependencies(self._globals, self._save_git_info, self.base_dir)
-        except ValueError as error:  # e.g. a git repository without commits yet
-            if not self._save_git_info:
-                raise
-            warn(
-                f"sacred could not read the git state of {self.base_dir} ({error}); recording the run without "
-                f"git information. Pass Run(save_git_info=False) to skip this check",
-                RuntimeWarning,
-            )
-            self._save_git_info = False
-            found = gather_sources_and_dependencies(self._globals, False, self.base_dir)
-        mainfile, sources, dependencies = found
-        # blowtorch is a dependency, never a source, even when the user's script sits next to it.
-        sources = {s for s in sources if not s.filename.startswith(_BLOWTORCH_DIR + os.sep)}
+    def _record_sources(self, sacred_run: Any) -> None:
+        """Gather the script's sources, dependencies and git state (once, as the run starts: modules
+        imported after Run() count too) into the experiment and the run sacred is about to start."""
+        mainfile, sources, dependencies, self._save_git_info = gather_sources(self._globals, self._save_git_info, self.base_dir)
         self.experiment.mainfile = mainfile
         self.experiment.sources = sources
         self.experiment.dependencies = dependencies
+        sacred_run.experiment_info = self.experiment.get_experiment_info()
 
 
 @cli_option("-R", "--resume")

@@ -9,7 +9,8 @@ import torch
 import yaml
 
 from blowtorch import ConfigError, ConfigKeyError, Run
-from tests.helpers import EXAMPLES, assert_ok, only_run_dir, read_json, regression_loaders, run_python, sacred_run_dirs
+from blowtorch.rundir import run_name_of
+from tests.helpers import EXAMPLES, assert_ok, only_run_dir, read_json, regression_loaders, run_python, sacred_run_dirs, write_script
 
 
 def write(path, text):
@@ -116,6 +117,40 @@ def test_the_seed_is_applied_at_construction_so_models_built_first_are_reproduci
     make_run(random_seed=43)
     third = torch.nn.Linear(8, 8).weight.detach().clone()
     assert torch.equal(first, second) and not torch.equal(first, third)
+
+
+NAMED = """\
+    import os
+    import random
+
+    import torch
+    from blowtorch import Run
+
+    run = Run(random_seed=3)
+    run.train_step(lambda batch, model: (model(batch[0]) - batch[1]) ** 2)
+    run.configure_optimizers(lambda model: torch.optim.SGD(model.parameters(), lr=0.1))
+    summary = run(torch.nn.Linear(2, 1), [(torch.randn(4, 2), torch.randn(4, 1))], max_epochs=1, progress=False,
+                  run_name=os.environ.get("RUN_NAME"))
+    print(os.path.basename(summary["run_dir"]), random.random())
+"""
+
+
+def test_a_random_run_name_differs_per_run_and_never_draws_from_the_seeded_random(tmp_path):
+    script = write_script(tmp_path, NAMED)
+
+    def run_dir_and_next_random(**env: str) -> tuple[str, str]:
+        result = run_python(script, cwd=tmp_path, env=env)  # a fresh process: coolname is imported by the run
+        assert_ok(result)
+        name, value = result.stdout.split()[-2:]
+        return name, value
+
+    first, first_value = run_dir_and_next_random()
+    second, second_value = run_dir_and_next_random()
+    named, named_value = run_dir_and_next_random(RUN_NAME="fixed")
+    assert run_name_of(named) == "fixed"
+    slugs = [run_name_of(name) or "" for name in (first, second)]
+    assert slugs[0] != slugs[1] and all(part.isalpha() for slug in slugs for part in slug.split("-"))
+    assert first_value == second_value == named_value  # the same seeded stream, with or without a random name
 
 
 def test_a_named_config_that_changes_the_seed_is_an_error():

@@ -1,5 +1,8 @@
+import gc
 import math
+import weakref
 
+import numpy as np
 import pytest
 import torch
 
@@ -56,6 +59,35 @@ def test_many_steps_across_chunks_give_the_exact_mean():
     assert accumulator.result().means["loss"] == pytest.approx(749.5)
 
 
+def test_means_are_exact_for_any_mix_of_tensors_dtypes_and_numbers_across_chunks_and_a_resume():
+    generator = torch.Generator().manual_seed(0)
+    steps = 1300  # more than two chunks
+    table = torch.randn(steps, 3, generator=generator, dtype=torch.float64).numpy()
+    weights = [1 + step % 7 for step in range(steps)]
+
+    def row(step: int) -> dict:
+        loss, accuracy, scale = table[step]
+        return {
+            "loss": torch.tensor(loss, dtype=torch.float32),
+            "accuracy": float(accuracy) if step % 3 else torch.tensor(accuracy, dtype=torch.float64),  # numbers now and then
+            "scale": torch.tensor(scale, dtype=torch.float16 if step < 700 else torch.bfloat16),
+        }
+
+    first = PassAccumulator("train_step")
+    for step in range(600):
+        first.add(row(step), weight=weights[step])
+    resumed = PassAccumulator("train_step")  # a checkpoint inside the pass, and the rest after a resume
+    resumed.restore(first.snapshot())
+    for step in range(600, steps):
+        resumed.add(row(step), weight=weights[step])
+
+    # what every value is once it reached the accumulator, and the weighted means as float64
+    expected = np.array([[float(value) for value in row(step).values()] for step in range(steps)])
+    w = np.asarray(weights, dtype=np.float64)
+    means = (expected * w[:, None]).sum(axis=0) / w.sum()
+    assert resumed.result().means == dict(zip(["loss", "accuracy", "scale"], means.tolist(), strict=True))
+
+
 def test_first_non_finite_step_is_reported_per_metric():
     accumulator = PassAccumulator("train_step")
     for value in (1.0, 2.0, math.nan, math.inf, 3.0):
@@ -73,10 +105,28 @@ def test_changing_metric_names_between_steps_is_an_error():
 
 
 def test_values_are_detached_so_graphs_are_not_kept_alive():
+    class Marker:
+        """Held by the loss's autograd graph: alive exactly as long as that graph is."""
+
+    class Double(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.marker = Marker()
+            markers.append(weakref.ref(ctx.marker))
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad * 2
+
+    markers: list[weakref.ref] = []
     accumulator = PassAccumulator("train_step")
     weight = torch.tensor(1.0, requires_grad=True)
-    accumulator.add({"loss": weight * 2}, weight=1)
-    assert not accumulator._pending[torch.device("cpu")][0].requires_grad
+    for _ in range(3):
+        accumulator.add({"loss": Double.apply(weight)}, weight=1)  # the loss itself goes out of scope at once
+    gc.collect()
+    assert [marker() for marker in markers] == [None, None, None]
+    assert accumulator.result().means == {"loss": 2.0}
 
 
 @pytest.mark.parametrize(
