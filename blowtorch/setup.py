@@ -248,6 +248,8 @@ def set_up(
     store = CheckpointStore(run_dir.checkpoints, inputs.options.keep_last_epochs)
     store.remove_stale_temporaries()  # of a process killed while it wrote; this one holds the run directory
     writer = CheckpointWriter(store, model, prepared.optimizers, config, record, prepared.distributed)
+    # @run.after_epoch is called "after the epoch's checkpoint is written": a hook may read or copy it.
+    writer.in_place_at_epoch_end = "after_epoch" in inputs.hooks
     return _training(prepared, loggers, inputs.progress, writer, checkpoints_written=writer)
 
 
@@ -327,6 +329,7 @@ class CheckpointWriter:
         self.command_line = plain_config(record.command_line)
         self.run_id = record.id
         self.finishing = BackgroundFinish()
+        self.in_place_at_epoch_end = False  # wait for an epoch end's write instead of training on meanwhile
 
     def __call__(
         self, state: TrainState, rng: dict[str, Any], *, position: EpochPosition | None = None, is_best: bool = False
@@ -348,6 +351,8 @@ class CheckpointWriter:
             payload["ranks"] = ranks  # every rank's random state, in rank order
         pending = self.store.write(payload, epoch_end=position is None, is_best=is_best)
         self.finishing.start(pending.finish)
+        if position is None and self.in_place_at_epoch_end:
+            self.finishing.wait()
 
     def __enter__(self) -> CheckpointWriter:
         return self

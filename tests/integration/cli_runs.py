@@ -52,13 +52,20 @@ def train(argv):
 
     @run.train_step
     @run.validate_step
-    def step(batch, model, step, is_validate):
+    def step(batch, model, step, epoch, is_validate):
         if not is_validate:
             if step == run["fail_at"]:
                 raise RuntimeError("a failure for the test")
             if step == run["term_at"]:
                 os.kill(os.getpid(), signal.SIGTERM)
             if step == run["kill_at"]:
+                # Killed while training on after the previous epoch's checkpoint is in place (it is finished
+                # in the background: without waiting, the kill could land before it is).
+                latest, deadline = run.run_dir / "checkpoints" / "latest.pt", time.monotonic() + 60
+                while epoch > 0 and time.monotonic() < deadline and not (
+                    latest.exists() and torch.load(latest, weights_only=True)["epoch"] == epoch - 1
+                ):
+                    time.sleep(0.01)
                 os.kill(os.getpid(), signal.SIGKILL)
         time.sleep(run["sleep"])
         x, y = batch

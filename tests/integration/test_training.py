@@ -43,7 +43,10 @@ def test_a_run_writes_its_directory_and_its_sacred_record(tmp_path):
     run_dir = only_run_dir(tmp_path / "train_logs")
     assert run.run_dir == run_dir
     assert run_dir.name.endswith("-1")  # the sacred file storage id
-    assert {p.name for p in run_dir.iterdir()} == {"config.yaml", "log.txt", "model-summary.txt", "source.txt", "checkpoints"}
+    assert {p.name for p in run_dir.iterdir()} == {
+        "config.yaml", "log.txt", "model-summary.txt", "source.txt", "status.json", "checkpoints",
+    }  # fmt: skip
+    assert read_json(run_dir / "status.json")["status"] == "COMPLETED"
     assert yaml.safe_load((run_dir / "config.yaml").read_text()) == {"seed": 123}
 
     log = (run_dir / "log.txt").read_text().splitlines()
