@@ -16,7 +16,7 @@ from typing import Any
 
 from blowtorch.checkpoint_files import MANIFEST
 from blowtorch.cli.progress import Best, best_from_checkpoint, epochs_from_checkpoints, epochs_logged, log_file_metrics
-from blowtorch.cli.storage import StoredRun
+from blowtorch.cli.storage import StoredRun, utc_time
 from blowtorch.loggers.base import RUNNING
 from blowtorch.run_lock import is_in_use
 from blowtorch.run_status import STATUS_FILE
@@ -124,7 +124,7 @@ def unrecorded_leg(path: Path, status_file: dict[str, Any] | None) -> Leg:
         epochs_logged(log_file_metrics(path)),
     )
     created = dt.datetime.strptime(path.name[:19], TIMESTAMP_FORMAT).astimezone()
-    updated = _aware((status_file or {}).get("updated"))
+    updated = utc_time((status_file or {}).get("updated"))  # status.json writes it with its zone
     return Leg(
         stored=None,
         status=DEAD if dead else status,
@@ -154,15 +154,6 @@ def _last_written(run_dir: Path) -> dt.datetime | None:
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
-
-def _aware(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.astimezone()
 
 
 def _iso(value: dt.datetime | None) -> str | None:
