@@ -6,12 +6,12 @@ to the same directory, replacing the previous file as a training run does every 
 - ``torch.save``: what a hand-written loop usually does; not durable (the data may still be in
   the page cache when the machine goes down) and not atomic;
 - ``torch.save`` + fsync of the file: the least a durable write costs, the target's yardstick;
-- blowtorch: temp file, checksum, fsync, rename, directory fsync, manifest, ``best.pt``.
+- blowtorch: temp file, checksum, fsync, rename, directory fsync, manifest, ``best.pt``; all but
+  the temp file's writing in a background thread, as in training.
 
 Each round is a fresh process per size; inside it, every method writes once to warm up, then
 ``repeats`` times in an order rotated each time. For blowtorch, "blocked" is how long the
-training thread waits and "durable" until the files are on disk (the same while the write is
-synchronous).
+training thread waits and "durable" until the files are on disk and in place.
 """
 
 from __future__ import annotations
@@ -39,20 +39,25 @@ METHODS = ("torch.save", "torch.save + fsync", "blowtorch")
 
 class BlowtorchCheckpoints:
     """The one place that calls blowtorch's checkpoint writing, as the training loop does
-    (``CheckpointWriter`` in blowtorch/setup.py: ``CheckpointStore.save`` after every epoch, here an
-    epoch that is the best so far, so ``best.pt`` is written too). Adapt this class when that API changes."""
+    (``CheckpointWriter`` in blowtorch/setup.py: after every epoch ``CheckpointStore.write`` in the
+    training thread, then ``PendingSave.finish`` in a background thread; here an epoch that is the
+    best so far, so ``best.pt`` is written too). Adapt this class when that API changes."""
 
     def __init__(self, directory: Path) -> None:
         from blowtorch.checkpoint_files import CheckpointStore
+        from blowtorch.checkpoint_thread import BackgroundFinish
 
         self.store = CheckpointStore(directory)
+        self.finishing = BackgroundFinish()
 
     def save(self, payload: dict[str, Any]) -> None:
         """Returns when the training loop would continue."""
-        self.store.save(payload, epoch_end=True, is_best=True)
+        self.finishing.wait()
+        self.finishing.start(self.store.write(payload, epoch_end=True, is_best=True).finish)
 
     def wait(self) -> None:
-        """Returns when everything written is durable (nothing to wait for while saving is synchronous)."""
+        """Returns when everything written is durable and in place."""
+        self.finishing.wait()
 
 
 def measure_checkpoints(

@@ -11,7 +11,7 @@ from typing import Any
 from benchmarks.checkpoints import SIZES, measure_checkpoints
 from benchmarks.contestants import BY_NAME, select
 from benchmarks.ddp import measure_ddp
-from benchmarks.environment import describe_machine
+from benchmarks.environment import compile_checkout, describe_machine
 from benchmarks.imports import measure_imports
 from benchmarks.report import markdown, summarize
 from benchmarks.training import measure_workload
@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     scratch: Path = (args.scratch or out / "scratch").absolute()
     shutil.rmtree(out / "logs", ignore_errors=True)
     scratch.mkdir(parents=True, exist_ok=True)
+    compile_checkout()
     results: dict[str, Any] = {
         "machine": describe_machine(scratch),
         "settings": {

@@ -6,11 +6,15 @@ same content, in two parts:
 
 1. :meth:`CheckpointStore.write` serialises the payload into a temp file in the same directory,
    with no fsync: the only part that reads the tensors, which training changes at its next step.
+   torch's own CRC-32 of each zip record is turned off for it: ``torch.load`` never checks it (a
+   flipped byte loads silently), and computing it costs the training thread about a quarter of
+   ``torch.save``'s time. The manifest's checksum below is the one that is checked. (A zip tool's
+   ``testzip`` reports those records as bad; ``torch.load`` reads them.)
 2. :meth:`PendingSave.finish` touches files only, so it may run in another thread while training
-   goes on: the file's CRC-32 (read back from the page cache), fsync, hard links for the other
-   names (copies where the file system has none), one ``manifest.json`` write, ``os.replace`` of
-   each name, an fsync of the directory, and the removal of ``epoch-<n>.pt`` files past
-   ``keep_last_epochs``.
+   goes on: the file's fsync and, while the disk works, its CRC-32 read back from the page cache;
+   then hard links for the other names (copies where the file system has none), one
+   ``manifest.json`` write, ``os.replace`` of each name, an fsync of the directory, and the removal
+   of ``epoch-<n>.pt`` files past ``keep_last_epochs``.
 
 A crash leaves the old file or the new one, never a mix, and never removes an old file before its
 replacement is in place. ``manifest.json`` records each file's CRC-32 and size so that a truncated
@@ -30,6 +34,8 @@ import os
 import re
 import shutil
 import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -45,6 +51,7 @@ _EPOCH_FILE = re.compile(r"^epoch-(\d+)\.pt$")
 _TEMPORARY = re.compile(r"^\..+\.\d+\.tmp$")  # ".<name>.<pid>.tmp"
 _SPACE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _CHUNK = 1 << 20
+_OVERLAP_FROM = 4 << 20  # bytes: see _checksum_and_fsync
 
 
 class CheckpointStore:
@@ -77,7 +84,8 @@ class CheckpointStore:
         self._check_free_space(pending.needed, LATEST)
         try:
             pending.handle = open(pending.temporary(LATEST), "wb")  # noqa: SIM115 - closed by finish() or discard()
-            torch.save(payload, pending.handle)
+            with _without_torch_record_checksums():
+                torch.save(payload, pending.handle)
             pending.handle.flush()
         except BaseException as error:
             pending.discard()
@@ -186,8 +194,7 @@ class PendingSave:
         directory, source = self.store.directory, self.temporary(LATEST)
         try:
             assert self.handle is not None, "finish() once, after write()"
-            checksum = _checksum_of(source)
-            os.fsync(self.handle.fileno())
+            checksum = _checksum_and_fsync(source, self.handle)
             self.handle.close()
             self.handle = None
             for name in self.names[1:]:
@@ -257,6 +264,33 @@ def _os_error_in(error: BaseException | None) -> OSError | None:
             return error
         error = error.__cause__ or error.__context__
     return None
+
+
+def _without_torch_record_checksums() -> contextlib.AbstractContextManager[Any]:
+    """``torch.save`` without its per-record CRC-32 (see the module's docstring); a no-op on a torch
+    that always computes it (before 2.6)."""
+    try:
+        from torch.utils.serialization import config
+    except ImportError:
+        return contextlib.nullcontext()
+    if not hasattr(config.save, "compute_crc32"):
+        return contextlib.nullcontext()
+    patch: Callable[[dict[str, Any]], contextlib.AbstractContextManager[Any]] = config.patch  # type: ignore[attr-defined]  # made by torch's config module
+    return patch({"save.compute_crc32": False})
+
+
+def _checksum_and_fsync(path: Path, handle: BinaryIO) -> tuple[int, int]:
+    """The file's CRC-32 and size, once it is on disk. Past a few MB the disk writes while the CPU
+    checksums the page cache, so this takes about fsync's time; below, a thread costs more than it saves."""
+    if handle.tell() < _OVERLAP_FROM:
+        checksum = _checksum_of(path)
+        os.fsync(handle.fileno())
+        return checksum
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="blowtorch-fsync") as pool:
+        synced = pool.submit(os.fsync, handle.fileno())
+        checksum = _checksum_of(path)
+        synced.result()
+    return checksum
 
 
 def _checksum_of(path: Path) -> tuple[int, int]:

@@ -224,3 +224,26 @@ def test_non_finite_parameters_are_never_checkpointed():
         model.bias[0] = float("nan")
     with pytest.raises(TrainingError, match=r"in epoch 3 the model parameters \['bias'\] became NaN or inf"):
         check_finite_parameters(model, epoch=3)
+
+
+def test_a_flipped_byte_torch_load_would_accept_is_caught_in_a_large_checkpoint(tmp_path):
+    # Over 4 MB the file's fsync and its CRC-32 run side by side; the CRC must still be the file's.
+    store = CheckpointStore(tmp_path)
+    store.save(payload(3, size=2_000_000), epoch_end=True, is_best=False)  # 8 MB of float32
+    latest = tmp_path / "latest.pt"
+    assert load_checkpoint(latest)["epoch"] == 3
+    data = bytearray(latest.read_bytes())
+    data[len(data) // 2] ^= 0x01  # inside the tensor's bytes: torch.load does not check CRCs and loads it
+    latest.write_bytes(bytes(data))
+    assert torch.load(latest, weights_only=True)["epoch"] == 3
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_checkpoint(latest)
+
+
+def test_the_users_own_torch_save_keeps_its_zip_checksums(tmp_path):
+    import zipfile
+
+    CheckpointStore(tmp_path / "run").save(payload(0), epoch_end=True, is_best=True)  # ours skips torch's record CRCs
+    torch.save({"w": torch.ones(3)}, tmp_path / "mine.pt")
+    with zipfile.ZipFile(tmp_path / "mine.pt") as archive:
+        assert archive.testzip() is None  # every record's CRC-32 is there and right
