@@ -25,10 +25,8 @@ directory, which is atomic, and then checking that no other directory holds it (
 from __future__ import annotations
 
 import contextlib
-import copy
 import datetime as dt
 import os
-import random
 import re
 import tempfile
 import warnings
@@ -172,26 +170,6 @@ def run_name_from_cli(cli_name: str) -> str:
             stacklevel=2,
         )
     return safe
-
-
-def generate_slug() -> str:
-    """A readable random name such as ``brave-eagle``, drawn without touching the global ``random``.
-
-    The run is seeded before this is called; using the seeded generator would give every run with
-    the same seed the same name and shift its random stream.
-    """
-    state = random.getstate()  # importing coolname builds its default generator, which draws from the global random
-    try:
-        import coolname
-    finally:
-        random.setstate(state)
-    # coolname's default generator, built by that import, with a random stream of its own on a shallow
-    # copy (the word lists are shared, read-only): building a second generator from coolname's config
-    # would cost about half as much again as the import.
-    default: coolname.RandomGenerator = coolname.generate_slug.__self__  # type: ignore[attr-defined]  # a bound method
-    generator = copy.copy(default)
-    generator.random = random.Random(os.urandom(16))
-    return str(generator.generate_slug(2))
 
 
 def claim_number(save_path: Path, make: Callable[[int], Path], first: int | None = None) -> tuple[int, Path]:

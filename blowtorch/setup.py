@@ -52,7 +52,8 @@ from blowtorch.options import RunOptions, check_loader
 from blowtorch.precision import Precision
 from blowtorch.resume import ResumePoint, Resumption, config_differences
 from blowtorch.rng import seed_everything
-from blowtorch.rundir import CHECKPOINTS, RunDirectory, generate_slug, plain_config, run_name_from_cli
+from blowtorch.run_names import random_run_name
+from blowtorch.rundir import CHECKPOINTS, RunDirectory, plain_config, run_name_from_cli
 from blowtorch.sharding import shard_loader
 from blowtorch.state import EpochPosition, TrainState
 from blowtorch.summary import model_summary, source_listing
@@ -431,5 +432,5 @@ def run_directory(options: RunOptions, record: RunRecord, point: ResumePoint | N
     like the run's directory in the default sacred storage (see :mod:`blowtorch.rundir`)."""
     if point is not None and point.run_dir is not None:
         return RunDirectory(point.run_dir)
-    name = options.run_name or (record.cli_name and run_name_from_cli(record.cli_name)) or generate_slug()
+    name = options.run_name or (record.cli_name and run_name_from_cli(record.cli_name)) or random_run_name()
     return RunDirectory.create(Path(options.save_path).absolute(), name, record.storage_number)

@@ -139,7 +139,7 @@ def test_a_random_run_name_differs_per_run_and_never_draws_from_the_seeded_rando
     script = write_script(tmp_path, NAMED)
 
     def run_dir_and_next_random(**env: str) -> tuple[str, str]:
-        result = run_python(script, cwd=tmp_path, env=env)  # a fresh process: coolname is imported by the run
+        result = run_python(script, cwd=tmp_path, env=env)  # a fresh process each time
         assert_ok(result)
         name, value = result.stdout.split()[-2:]
         return name, value

@@ -8,7 +8,8 @@ import yaml
 
 from blowtorch import OptionError
 from blowtorch.options import RunOptions
-from blowtorch.rundir import RunDirectory, check_run_name, claim_number, generate_slug, plain_config, safe_run_name
+from blowtorch.run_names import ADJECTIVES, ANIMALS, random_run_name
+from blowtorch.rundir import RunDirectory, check_run_name, claim_number, plain_config, safe_run_name
 from blowtorch.sacred_bridge.observers import DefaultFileStorageObserver
 from blowtorch.sacred_bridge.record import RunRecord
 from blowtorch.setup import run_directory
@@ -157,10 +158,14 @@ def test_an_unsafe_sacred_name_names_the_directory_in_a_safe_form_with_a_warning
 def test_slugs_are_readable_and_leave_the_global_random_state_alone():
     random.seed(5)
     state = random.getstate()
-    slugs = {generate_slug() for _ in range(5)}
+    names = {random_run_name() for _ in range(5)}
     assert random.getstate() == state
-    assert len(slugs) > 1
-    assert all(slug.count("-") >= 1 and slug.replace("-", "").isalpha() for slug in slugs)
+    assert len(names) > 1
+    for name in names:
+        adjective, animal = name.split("-")
+        assert adjective in ADJECTIVES and animal in ANIMALS
+    assert len(set(ADJECTIVES)) == len(ADJECTIVES) >= 100 and len(set(ANIMALS)) == len(ANIMALS) >= 100
+    assert all(word.isalpha() and word.islower() for word in ADJECTIVES + ANIMALS)  # safe in a directory name
 
 
 def test_config_yaml_round_trips(tmp_path):
