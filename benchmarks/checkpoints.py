@@ -39,7 +39,7 @@ METHODS = ("torch.save", "torch.save + fsync", "blowtorch")
 
 class BlowtorchCheckpoints:
     """The one place that calls blowtorch's checkpoint writing, as the training loop does
-    (``CheckpointWriter`` in blowtorch/setup.py: after every epoch ``CheckpointStore.write`` in the
+    (``CheckpointWriter`` in blowtorch/checkpoint_writer.py: after every epoch ``CheckpointStore.write`` in the
     training thread, then ``PendingSave.finish`` in a background thread; here an epoch that is the
     best so far, so ``best.pt`` is written too). Adapt this class when that API changes."""
 

@@ -77,16 +77,20 @@ def main(argv: list[str] | None = None) -> None:
     }  # fmt: skip
     common = {"rounds": args.rounds, "threads": args.threads, "out": out, "scratch": scratch, "timeout": args.timeout, "say": _say}
     if "training" in args.parts:
-        results["training"] = {
-            name: measure_workload(WORKLOADS[name], contestants, epochs=args.epochs, precision=args.precision, seed=args.seed, **common)
-            for name in args.workloads
-        }
+        results["training"] = {}
+        for name in args.workloads:
+            results["training"][name] = measure_workload(
+                WORKLOADS[name], contestants, epochs=args.epochs, precision=args.precision, seed=args.seed, **common
+            )
+            _keep(results, out)
     if "checkpoint" in args.parts:
         results["checkpoint"] = measure_checkpoints(args.checkpoint_sizes, repeats=args.checkpoint_repeats, **common)
+        _keep(results, out)
     if "imports" in args.parts:
         # blowtorch always (the subject); the others when one of their contestants is measured
         frameworks = ["blowtorch", *(f for f in ("lightning", "ignite") if any(c.name.startswith(f) for c in contestants))]
         results["imports"] = measure_imports(frameworks, **common)
+        _keep(results, out)
     if "ddp" in args.parts:
         results["ddp"] = measure_ddp(args.rounds, args.ddp_epochs, nproc=2, say=_say)
     results["summary"] = summarize(results)
@@ -94,6 +98,12 @@ def main(argv: list[str] | None = None) -> None:
     report = markdown(results)
     (out / "results.md").write_text(report)
     print(f"\n{report}\nwritten: {out / 'results.json'}, {out / 'results.md'}; each process's output in {out / 'logs'}")
+
+
+def _keep(results: dict[str, Any], out: Path) -> None:
+    """The parts measured so far, in results.json, so that a part that fails later does not lose them
+    (``--report`` prints their tables)."""
+    (out / "results.json").write_text(json.dumps({**results, "summary": summarize(results)}, indent=1))
 
 
 def _say(line: str) -> None:

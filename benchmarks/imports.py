@@ -22,7 +22,7 @@ from benchmarks.harness import check_finished, rotated, run_process
 
 # framework -> what its contestant script imports
 FRAMEWORKS = {
-    "blowtorch": "import blowtorch",
+    "blowtorch": "from blowtorch import Run",
     "lightning": "import lightning",
     "ignite": "import ignite.engine, ignite.handlers, ignite.metrics",
 }

@@ -28,7 +28,9 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     if "ddp" in results:
         records = results["ddp"]["records"]
         identical = sum(r["identical"] for r in records)
-        summary["ddp"] = {"ratio": spread(r["ratio"] for r in records), "identical": identical, "n": len(records)}
+        failed = {kind: sum(r.get("failed_launches", {}).get(kind, 0) for r in records) for kind in ("hand_written", "blowtorch")}
+        ratio = spread(r["ratio"] for r in records)
+        summary["ddp"] = {"ratio": ratio, "identical": identical, "n": len(records), "failed_launches": failed}
     return summary
 
 
@@ -234,4 +236,7 @@ def _ddp_table(setting: str, summary: dict[str, Any]) -> list[str]:
         "| | ratio of the training epochs' wall time | final weights |",
         "| --- | --- | --- |",
         f"| blowtorch ÷ hand-written DDP loop | {_value(ratio, 2)} | bit-identical in {summary['identical']} of {summary['n']} rounds |",
+        "",
+        "Launches that failed and were made again (gloo aborting a process as it exits): hand-written "
+        f"{summary['failed_launches']['hand_written']}, blowtorch {summary['failed_launches']['blowtorch']}.",
     ]

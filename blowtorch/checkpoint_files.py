@@ -40,8 +40,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import torch
-
 from blowtorch.errors import CheckpointError
 
 BEST = "best.pt"
@@ -82,6 +80,8 @@ class CheckpointStore:
         }
         pending = PendingSave(self, names, meta, needed=_estimated_size(payload))
         self._check_free_space(pending.needed, LATEST)
+        import torch  # here, not at the top: the `blowtorch` command reads manifests without torch
+
         try:
             pending.handle = open(pending.temporary(LATEST), "wb")  # noqa: SIM115 - closed by finish() or discard()
             with _without_torch_record_checksums():
@@ -315,6 +315,8 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
 
 def _estimated_size(payload: Any) -> int:
     """Bytes ``torch.save(payload)`` will need: the tensors' storages plus room for the rest."""
+    import torch
+
     seen: set[int] = set()
     total = 0
 

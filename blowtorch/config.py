@@ -150,3 +150,19 @@ def _thaw(value: Any) -> Any:
 
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else str(key)
+
+
+def config_differences(before: Mapping[str, Any], after: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Every difference between two nested configs, as ``key: old -> new`` lines."""
+    lines: list[str] = []
+    for key in sorted(set(before) | set(after)):
+        dotted = f"{prefix}{key}"
+        if key not in after:
+            lines.append(f"{dotted}: {before[key]!r} -> (removed)")
+        elif key not in before:
+            lines.append(f"{dotted}: (new) -> {after[key]!r}")
+        elif isinstance(before[key], Mapping) and isinstance(after[key], Mapping):
+            lines.extend(config_differences(before[key], after[key], f"{dotted}."))
+        elif before[key] != after[key]:
+            lines.append(f"{dotted}: {before[key]!r} -> {after[key]!r}")
+    return lines

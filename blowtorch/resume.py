@@ -145,19 +145,3 @@ def find_resume_point(path: str | Path) -> ResumePoint:
         run_dir = directory.parent if directory.name == CHECKPOINTS else None
         return ResumePoint(candidate, checkpoint, run_dir)
     raise CheckpointError(f"no intact checkpoint in {directory}: " + "; ".join(problems))
-
-
-def config_differences(before: Mapping[str, Any], after: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """Every difference between two nested configs, as ``key: old -> new`` lines."""
-    lines: list[str] = []
-    for key in sorted(set(before) | set(after)):
-        dotted = f"{prefix}{key}"
-        if key not in after:
-            lines.append(f"{dotted}: {before[key]!r} -> (removed)")
-        elif key not in before:
-            lines.append(f"{dotted}: (new) -> {after[key]!r}")
-        elif isinstance(before[key], Mapping) and isinstance(after[key], Mapping):
-            lines.extend(config_differences(before[key], after[key], f"{dotted}."))
-        elif before[key] != after[key]:
-            lines.append(f"{dotted}: {before[key]!r} -> {after[key]!r}")
-    return lines

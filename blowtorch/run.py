@@ -21,6 +21,7 @@ from blowtorch.errors import ConfigError, OptionError
 from blowtorch.hooks import HookRegistry
 from blowtorch.interrupt import Interrupted
 from blowtorch.job import TrainingJob
+from blowtorch.keywords import checked_keywords
 from blowtorch.loggers.base import BaseLogger
 from blowtorch.loggers.fanout import check_loggers
 from blowtorch.loggers.progress import Progress
@@ -66,6 +67,7 @@ class Run:
         ddp_timeout: seconds a collective may wait for the other processes before the run fails.
     """
 
+    @checked_keywords("Run(...)")
     def __init__(
         self,
         config_files: Sequence[PathLike] | None = None,
@@ -82,7 +84,7 @@ class Run:
         ddp_backend: str | None = None,
         ddp_timeout: float = 1800.0,
     ) -> None:
-        caller_globals = sys._getframe(1).f_globals  # the user's script, to which sacred attributes the run
+        caller_globals = sys._getframe(2).f_globals  # the user's script, to which sacred attributes the run (1: checked_keywords)
         self._loggers = check_loggers(loggers, "Run(loggers=...)")
         self._hooks = HookRegistry()
         self._config_functions: list[Callable[..., Any]] = []  # config scopes and named configs, for source.txt
@@ -209,6 +211,7 @@ class Run:
 
     # ---- training --------------------------------------------------------------------------
 
+    @checked_keywords("run(...)")
     def __call__(
         self,
         model: Any,

@@ -27,21 +27,21 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from blowtorch.checkpoint import apply_checkpoint, build_checkpoint, check_finite_parameters
+from blowtorch.checkpoint import apply_checkpoint
 from blowtorch.checkpoint_files import CheckpointStore
-from blowtorch.checkpoint_thread import BackgroundFinish
+from blowtorch.checkpoint_writer import CheckpointWriter, SendRandomState
 from blowtorch.compilation import compile_arguments, compile_model
+from blowtorch.config import config_differences
 from blowtorch.device import select_device
 from blowtorch.distributed import Distributed
 from blowtorch.errors import CheckpointError, OptionError, UsageError
 from blowtorch.hooks import HookRegistry
-from blowtorch.interrupt import Interrupted, StopRequest
+from blowtorch.interrupt import StopRequest
 from blowtorch.loggers.base import RunInfo
 from blowtorch.loggers.fanout import LoggerFanout
 from blowtorch.loggers.progress import Progress
@@ -50,12 +50,12 @@ from blowtorch.loop import SaveCheckpoint, Trainee
 from blowtorch.optim import OptimizerSet, parse_optimizers
 from blowtorch.options import RunOptions, check_loader
 from blowtorch.precision import Precision
-from blowtorch.resume import ResumePoint, Resumption, config_differences
+from blowtorch.resume import ResumePoint, Resumption
 from blowtorch.rng import seed_everything
 from blowtorch.run_names import random_run_name
 from blowtorch.rundir import CHECKPOINTS, RunDirectory, plain_config, run_name_from_cli
 from blowtorch.sharding import shard_loader
-from blowtorch.state import EpochPosition, TrainState
+from blowtorch.state import TrainState
 from blowtorch.summary import model_summary, source_listing
 from blowtorch.user_warnings import warn
 
@@ -287,86 +287,6 @@ def _training(
         stop=StopRequest(ignore_sigterm_after_error=prepared.distributed is not None),
     )
     return Training(trainee, prepared.state, prepared.resumption, checkpoints_written or nullcontext())
-
-
-class SendRandomState:
-    """A rank's part in rank 0's checkpoint: its random states (every rank calls the writer at the same points)."""
-
-    def __init__(self, distributed: Distributed) -> None:
-        self.distributed = distributed
-
-    def __call__(
-        self, state: TrainState, rng: dict[str, Any], *, position: EpochPosition | None = None, is_best: bool = False
-    ) -> None:
-        self.distributed.gather(_rank_random_state(rng, position))
-
-
-def _rank_random_state(rng: dict[str, Any], position: EpochPosition | None) -> dict[str, Any]:
-    return {"rng": rng, "epoch_start_rng": None if position is None else position.epoch_start_rng}
-
-
-class CheckpointWriter:
-    """The loop's ``save_checkpoint``: builds the payload and has the run directory's store write it.
-
-    The call returns once the payload is serialised into a temp file; a background thread makes it
-    durable and puts it in place (:mod:`blowtorch.checkpoint_thread`). ``with`` the writer around
-    training, so that the end of training waits for the last write and raises its error.
-    """
-
-    def __init__(
-        self,
-        store: CheckpointStore,
-        model: torch.nn.Module,
-        optimizers: OptimizerSet,
-        config: dict[str, Any],
-        record: RunRecord,
-        distributed: Distributed | None = None,
-    ) -> None:
-        self.distributed = distributed
-        self.store = store
-        self.model = model
-        self.optimizers = optimizers
-        self.config = config
-        self.command_line = plain_config(record.command_line)
-        self.run_id = record.id
-        self.finishing = BackgroundFinish()
-        self.in_place_at_epoch_end = False  # wait for an epoch end's write instead of training on meanwhile
-
-    def __call__(
-        self, state: TrainState, rng: dict[str, Any], *, position: EpochPosition | None = None, is_best: bool = False
-    ) -> None:
-        ranks = None if self.distributed is None else self.distributed.gather(_rank_random_state(rng, position))
-        self.finishing.wait()  # the previous checkpoint is in place (or its error raised) before the next starts
-        check_finite_parameters(self.model, state.epoch)
-        payload = build_checkpoint(
-            model=self.model,
-            optimizers=self.optimizers,
-            state=state,
-            position=position,
-            rng=rng,
-            config=self.config,
-            command_line=self.command_line,
-            sacred_run_id=self.run_id,
-        )
-        if ranks is not None:
-            payload["ranks"] = ranks  # every rank's random state, in rank order
-        pending = self.store.write(payload, epoch_end=position is None, is_best=is_best)
-        self.finishing.start(pending.finish)
-        if position is None and self.in_place_at_epoch_end:
-            self.finishing.wait()
-
-    def __enter__(self) -> CheckpointWriter:
-        return self
-
-    def __exit__(
-        self, error_type: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        try:
-            self.finishing.wait()
-        except Exception as failure:
-            if error is None or isinstance(error, Interrupted):  # an interruption promises latest.pt: it is not there
-                raise
-            warn(f"besides the error below, the last checkpoint could not be written: {failure}")  # not swallowed
 
 
 def _configure_optimizers(hooks: HookRegistry, model: torch.nn.Module, device: torch.device) -> OptimizerSet:

@@ -13,7 +13,7 @@ from blowtorch.cli.records import RunHistory
 from blowtorch.cli.resolve import add_save_path_option, resolve
 from blowtorch.cli.show import RUN_HELP
 from blowtorch.cli.text import number, table
-from blowtorch.resume import config_differences
+from blowtorch.config import config_differences
 
 
 def register(subcommands: Any) -> None:

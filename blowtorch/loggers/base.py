@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # annotations only: `blowtorch runs` and the other commands never import torch
+    import torch
 
 RUNNING = "RUNNING"
 COMPLETED = "COMPLETED"

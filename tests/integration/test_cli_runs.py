@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import shutil
+import subprocess
+import sys
 
 import torch
 
-from tests.helpers import read_json
+from tests.helpers import REPO, read_json
 
 
 def parse_table(text: str) -> list[dict[str, str]]:
@@ -147,3 +151,24 @@ def test_every_subcommand_has_help(blowtorch_command, tmp_path):
         result = blowtorch_command(name, "--help", cwd=tmp_path)
         assert result.returncode == 0 and says in " ".join(result.stdout.split()), result.stdout
     assert blowtorch_command(cwd=tmp_path).returncode == 2  # no subcommand: a usage error
+
+
+def test_reading_finished_runs_does_not_import_torch(cli_runs, tmp_path):
+    # `import torch` takes a second or two: the commands that only read files start without it. (Only a
+    # killed run's best value comes from its checkpoint, which takes torch to read.)
+    alpha = cli_runs.dirs["alpha"]
+    save_path = tmp_path / "train_logs"
+    shutil.copytree(alpha, save_path / alpha.name)
+    sacred_id = str(read_json(alpha / "status.json")["sacred_run_id"])
+    shutil.copytree(cli_runs.save_path / "sacred" / sacred_id, save_path / "sacred" / sacred_id)
+    program = (
+        "import sys\n"
+        "from blowtorch.cli import main\n"
+        f"codes = [main(['runs', {str(save_path)!r}]), main(['show', 'alpha', '--save-path', {str(save_path)!r}])]\n"
+        "print('CODES', codes, 'TORCH', 'torch' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    result = subprocess.run([sys.executable, "-c", program], cwd=tmp_path, capture_output=True, text=True, timeout=180, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "alpha" in result.stdout and "COMPLETED" in result.stdout
+    assert result.stdout.splitlines()[-1] == "CODES [0, 0] TORCH False"
