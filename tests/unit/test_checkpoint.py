@@ -217,12 +217,21 @@ def test_not_a_checkpoint(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
-def test_non_finite_parameters_are_never_checkpointed():
-    model = torch.nn.Linear(2, 2)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_non_finite_parameters_are_never_checkpointed(bad, dtype):
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(3, 2).to(dtype))
+    model.register_parameter("empty", torch.nn.Parameter(torch.empty(0)))  # no elements: nothing to check
+    model[0].weight.requires_grad_(False)  # frozen parameters are checked too
     check_finite_parameters(model, epoch=0)
     with torch.no_grad():
-        model.bias[0] = float("nan")
-    with pytest.raises(TrainingError, match=r"in epoch 3 the model parameters \['bias'\] became NaN or inf"):
+        model[1].bias[1] = bad
+    with pytest.raises(TrainingError, match=r"in epoch 3 the model parameters \['1.bias'\] became NaN or inf"):
+        check_finite_parameters(model, epoch=3)
+    with torch.no_grad():
+        model[1].bias[1] = 0.0
+        model[0].weight[0, 0] = bad
+    with pytest.raises(TrainingError, match=r"\['0.weight'\] became NaN or inf"):
         check_finite_parameters(model, epoch=3)
 
 
