@@ -93,17 +93,17 @@ def main(argv: list[str] | None = None) -> None:
         _keep(results, out)
     if "ddp" in args.parts:
         results["ddp"] = measure_ddp(args.rounds, args.ddp_epochs, nproc=2, say=_say)
-    results["summary"] = summarize(results)
-    (out / "results.json").write_text(json.dumps(results, indent=1))
+    _keep(results, out)
     report = markdown(results)
     (out / "results.md").write_text(report)
     print(f"\n{report}\nwritten: {out / 'results.json'}, {out / 'results.md'}; each process's output in {out / 'logs'}")
 
 
 def _keep(results: dict[str, Any], out: Path) -> None:
-    """The parts measured so far, in results.json, so that a part that fails later does not lose them
-    (``--report`` prints their tables)."""
-    (out / "results.json").write_text(json.dumps({**results, "summary": summarize(results)}, indent=1))
+    """The parts measured so far and their summary, in results.json: written after each part, so
+    that a part that fails later does not lose the others (``--report`` prints their tables)."""
+    results["summary"] = summarize(results)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
 
 
 def _say(line: str) -> None:
