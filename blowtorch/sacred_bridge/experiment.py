@@ -44,7 +44,7 @@ from blowtorch.sacred_bridge.errors_display import exit_on_failure
 from blowtorch.sacred_bridge.mongo import check_connections
 from blowtorch.sacred_bridge.observers import DefaultFileStorageObserver, database_observers
 from blowtorch.sacred_bridge.record import RunRecord, SacredRecord
-from blowtorch.sacred_bridge.sources import gather_sources, preload_git
+from blowtorch.sacred_bridge.sources import gather_sources
 
 MAIN_COMMAND = "train"
 
@@ -89,7 +89,6 @@ class SacredBridge:
         self.experiment.doc = caller_globals.get("__doc__")
         # progress bars collapse to their last state; sacred annotates the attribute as None
         self.experiment.captured_out_filter = apply_backspaces_and_linefeeds  # type: ignore[assignment]
-        preload_git(save_git_info)
         self._main: Callable[[RunRecord], Any] | None = None
         self.experiment.main(_named_main(self._call_main))
         for observer in observers:

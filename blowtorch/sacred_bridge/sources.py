@@ -1,9 +1,9 @@
 """The sources, dependencies and git state sacred records with a run: gathered once, git asked once per repository.
 
-sacred asks git about every source file it finds (GitPython runs three git processes per file:
-two ``git diff`` for the dirty state, one for the commit). Within one gather the answer is the
-same for every file of a repository, so blowtorch lets sacred ask once per repository and hands
-the other files that answer: the run records exactly what sacred would have recorded.
+sacred asks git about every source file it finds, through GitPython (three git processes per file).
+Within one gather the answer is the same for every file of a repository, so blowtorch asks git
+itself once per repository (:mod:`blowtorch.sacred_bridge.git_state`, without importing GitPython)
+and hands every file of it that answer: the run records exactly what sacred would have recorded.
 """
 
 from __future__ import annotations
@@ -16,19 +16,10 @@ from typing import Any
 import sacred.dependencies
 from sacred.dependencies import gather_sources_and_dependencies
 
+from blowtorch.sacred_bridge.git_state import GitAnswer, read_git_state, working_tree_of
 from blowtorch.user_warnings import warn
 
 _BLOWTORCH_DIR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
-
-GitAnswer = tuple[Any, Any, Any]  # sacred's (repository url, commit, dirty)
-
-
-def preload_git(save_git_info: bool) -> None:
-    """Import GitPython (it runs ``git version`` on import) when the ``Run`` is made, so that the start
-    of training does not wait for it; a missing git is reported by sacred where it always was."""
-    if save_git_info:
-        with contextlib.suppress(ImportError):
-            import git  # noqa: F401
 
 
 def gather_sources(
@@ -57,32 +48,20 @@ def gather_sources(
 
 @contextlib.contextmanager
 def _git_asked_once_per_repository() -> Iterator[None]:
-    """While sacred gathers: one answer of ``get_commit_if_possible`` per repository, reused for its other files."""
-    ask = sacred.dependencies.get_commit_if_possible
-    answers: dict[tuple[str, str], GitAnswer] = {}
+    """While sacred gathers, its ``get_commit_if_possible`` answers from git, once per repository."""
+    sacred_asks = sacred.dependencies.get_commit_if_possible
+    answers: dict[str, GitAnswer] = {}
 
-    def once_per_repository(filename: str, save_git_info: bool) -> GitAnswer:
-        repository = _repository_of(filename) if save_git_info else None
-        if repository is None:  # not in a repository, or no git: sacred's own function answers as always
-            return ask(filename, save_git_info)  # type: ignore[no-any-return]
-        if repository not in answers:
-            answers[repository] = ask(filename, save_git_info)
-        return answers[repository]
+    def once_per_repository(filename: str, save_git_info: bool) -> GitAnswer | tuple[None, None, None]:
+        working_tree = working_tree_of(os.path.dirname(filename)) if save_git_info else None
+        if working_tree is None:  # git information off, or a file outside any repository: nothing recorded
+            return None, None, None
+        if working_tree not in answers:
+            answers[working_tree] = read_git_state(working_tree)
+        return answers[working_tree]
 
     sacred.dependencies.get_commit_if_possible = once_per_repository
     try:
         yield
     finally:
-        sacred.dependencies.get_commit_if_possible = ask
-
-
-def _repository_of(filename: str) -> tuple[str, str] | None:
-    """The repository sacred's ``get_commit_if_possible`` finds for ``filename``, found the same way
-    (GitPython's ``Repo`` on the file's directory, searching upwards; no git process is started)."""
-    try:
-        from git import Repo
-
-        repository = Repo(os.path.dirname(filename), search_parent_directories=True)
-    except Exception:  # not a repository, no GitPython, no git: sacred's function deals with it
-        return None
-    return str(repository.git_dir), str(repository.working_dir)
+        sacred.dependencies.get_commit_if_possible = sacred_asks
