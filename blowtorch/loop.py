@@ -220,11 +220,14 @@ def train_pass(trainee: Trainee, state: TrainState, optimize: bool, replay: Resu
                         raise_if_loss_not_finite(accumulator.result(), state.optimize_metric, state.epoch, first_step)
             if every and state.global_step % every == 0:
                 checkpoint_due = True
+            # Under torchrun all ranks agree after every step (a blocking all-reduce): a stop then comes after
+            # the step a signal arrived in, as in one process; agreeing a step later would save the round
+            # trip but could cost a preempted job with long steps its last checkpoint.
             stopping = stop.signal_number is not None if trainee.distributed is None else _stop_agreed(trainee)
             if (stopping or checkpoint_due) and not group_pending:  # never inside an accumulation group
                 checkpoint_due = False
                 position = EpochPosition(batch_index + 1, batches.start_rng)
-                _checkpoint_inside_epoch(trainee, state, position, accumulator, baseline_buffers)
+                _checkpoint_inside_epoch(trainee, state, position, accumulator, baseline_buffers, stopping)
     if group_pending:  # a shorter last group: its batches still count
         trainee.optimizers.step()
     trainee.progress.end_pass()
@@ -271,8 +274,13 @@ def _checkpoint_inside_epoch(
     position: EpochPosition,
     accumulator: PassAccumulator,
     baseline_buffers: dict[str, torch.Tensor] | None,
+    stopping: bool,
 ) -> None:
-    """Write latest.pt at the current step (every n steps, or on a stop request) and stop if asked to."""
+    """Write latest.pt at the current step (every n steps, or on a stop request) and stop if ``stopping``.
+
+    Under torchrun ``stopping`` is what every rank agreed after this step; a signal arriving during
+    the write is agreed after the next step (stopping on it here, alone, would leave the other ranks
+    in a collective this rank never joins)."""
     checked = accumulator.result(trainee.distributed)  # every rank decides alike
     raise_if_loss_not_finite(checked, state.optimize_metric, state.epoch, state.global_step - position.batches_done)
     if baseline_buffers is not None:  # a resumed baseline continues from the model as it was before it
@@ -280,9 +288,10 @@ def _checkpoint_inside_epoch(
     position.partial = accumulator.snapshot()
     position.updates = trainee.optimizers.statistics.snapshot()
     trainee.save_checkpoint(state, capture_rng_state(trainee.generators), position=position)
-    if trainee.stop.requested:
+    if stopping or (trainee.distributed is None and trainee.stop.requested):  # one process stops at once
+        assert trainee.stop.signal_number is not None
         trainee.progress.end_pass()
-        _stop_if_requested(trainee)
+        raise Interrupted(trainee.stop.signal_number)
 
 
 def _start_update_statistics(trainee: Trainee, replay: Resumption | None) -> None:

@@ -268,6 +268,51 @@ def test_sigterm_to_the_launcher_inside_an_epoch_stops_every_rank_and_resume_aut
     assert torch.equal(weights(split_dir / "weights-1.pt")["weight"], resumed["weight"])
 
 
+SIGNAL_DURING_A_CHECKPOINT = """
+import os
+import signal
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, TensorDataset
+from blowtorch import Run
+
+run = Run(random_seed=3, save_git_info=False)
+steps_done = 0
+
+
+class Model(torch.nn.Linear):
+    def state_dict(self, *args, **kwargs):  # rank 0 writes the checkpoints: it gets a SIGTERM while writing the one after step 4
+        if dist.get_rank() == 0 and steps_done == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return super().state_dict(*args, **kwargs)
+
+
+@run.train_step
+def step(batch, model):
+    global steps_done
+    steps_done += 1
+    x, y = batch
+    return ((model(x) - y) ** 2).mean()
+
+
+run.configure_optimizers(lambda model: torch.optim.SGD(model.parameters(), lr=0.05))
+x = torch.randn(48, 3, generator=torch.Generator().manual_seed(0))
+run(Model(3, 1), DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=4), max_epochs=2, use_gpu=False,
+    progress=False, optimize_first=True, checkpoint_every_n_steps=2)
+"""
+
+
+def test_a_signal_to_one_rank_while_it_writes_a_checkpoint_stops_every_rank_after_the_next_step(tmp_path):
+    # The ranks agreed to go on after step 4 before rank 0 got the signal: stopping on it alone there
+    # would leave rank 1 waiting in the next step's collectives. All agree after step 5 and stop there.
+    result = torchrun(write_script(tmp_path, SIGNAL_DURING_A_CHECKPOINT), cwd=tmp_path)
+    assert result.returncode != 0 and result.stderr.count("To resume:") == 1, result.stderr
+    assert "collective mismatch" not in result.stderr and "SIGABRT" not in result.stderr  # what stopping alone led to
+    assert read_json(tmp_path / "train_logs" / "sacred" / "1" / "run.json")["status"] == "INTERRUPTED"
+    checkpoint = torch.load(only_run_dir(tmp_path / "train_logs") / "checkpoints" / "latest.pt", weights_only=True)
+    assert checkpoint["state"]["global_step"] == 5 and checkpoint["position"]["batches_done"] == 5
+
+
 def test_a_rank_killed_without_a_python_error_fails_the_run_with_an_explanation(tmp_path):
     script = write_script(tmp_path, HOLDING_SCRIPT)
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
