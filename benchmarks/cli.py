@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> None:
         _keep(results, out)
     if "imports" in args.parts:
         # blowtorch always (the subject); the others when one of their contestants is measured
-        frameworks = ["blowtorch", *(f for f in ("lightning", "ignite") if any(c.name.startswith(f) for c in contestants))]
+        others = [f for f in ("lightning", "ignite") if any(c.name.startswith(f) for c in contestants)]
+        frameworks = ["blowtorch", "blowtorch-sacred", *others]
         results["imports"] = measure_imports(frameworks, **common)
         _keep(results, out)
     if "ddp" in args.parts:

@@ -8,7 +8,7 @@ from typing import Any
 
 from benchmarks.checkpoints import SIZES
 from benchmarks.contestants import BY_NAME, CONTESTANTS, REFERENCE
-from benchmarks.imports import FRAMEWORKS, MODES
+from benchmarks.imports import FRAMEWORKS, LABELS, MODES
 
 
 def spread(values: Iterable[float]) -> dict[str, float]:
@@ -223,8 +223,8 @@ def _import_table(summary: dict[str, Any]) -> list[str]:
     for framework, modes in summary.items():
         if framework == "torch_s":
             continue
-        statement = FRAMEWORKS.get(framework, f"import {framework}")  # what the framework's scripts import
-        lines.append(f"| `{statement}` | " + " | ".join(_value(modes[mode], 3, unit=" s") for mode in MODES) + " |")
+        label = LABELS.get(framework) or f"`{FRAMEWORKS.get(framework, f'import {framework}')}`"  # what its scripts import
+        lines.append(f"| {label} | " + " | ".join(_value(modes[mode], 3, unit=" s") for mode in MODES) + " |")
     return lines
 
 
