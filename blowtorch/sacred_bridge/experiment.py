@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from docopt import docopt
-from sacred import Experiment
 from sacred.arg_parser import get_config_updates
 from sacred.commandline_options import cli_option
 from sacred.observers import RunObserver
@@ -44,7 +43,7 @@ from blowtorch.sacred_bridge.errors_display import exit_on_failure
 from blowtorch.sacred_bridge.mongo import check_connections
 from blowtorch.sacred_bridge.observers import DefaultFileStorageObserver, database_observers
 from blowtorch.sacred_bridge.record import RunRecord, SacredRecord
-from blowtorch.sacred_bridge.sources import gather_sources
+from blowtorch.sacred_bridge.sources import gather_sources, new_experiment
 
 MAIN_COMMAND = "train"
 
@@ -78,12 +77,11 @@ class SacredBridge:
             )
         self.base_dir = str(Path(mainfile).resolve().parent) if mainfile else os.getcwd()
         name = name or Path(mainfile).stem  # type: ignore[arg-type]
-        self.experiment = Experiment(
+        self.experiment = new_experiment(
             name=name,
             base_dir=self.base_dir,
             interactive=interactive,
-            # sacred scans *its caller's* module (this one) here; the user's script is gathered when the run starts.
-            save_git_info=False,
+            save_git_info=False,  # the user's script is gathered, with git, when the run starts
             additional_cli_options=[resume_option, mongo_uri_option],
         )
         self.experiment.doc = caller_globals.get("__doc__")

@@ -163,3 +163,19 @@ def test_a_run_records_its_git_state_without_importing_gitpython(tmp_path):
     [sacred_dir] = sacred_run_dirs(root / "train_logs" / "sacred")
     [recorded] = read_json(sacred_dir / "run.json")["experiment"]["repositories"]
     assert recorded == {"url": "https://example.com/project.git", "commit": git(root, "rev-parse", "HEAD"), "dirty": False}
+
+
+def test_sacreds_discovery_settings_of_the_user_decide_what_is_gathered(tmp_path):
+    root = tmp_path.resolve() / "project"
+    project(root)
+    (root / "unused.py").write_text("VALUE = 1\n")  # never imported: only DISCOVER_SOURCES='dir' records it
+    settings = "    from sacred import SETTINGS\n    SETTINGS.DISCOVER_SOURCES = 'dir'\n"
+    check = "    print('after Run():', SETTINGS.DISCOVER_SOURCES)\n"
+    body = ALONE.replace("    run = Run(random_seed=1)\n", settings + "    run = Run(random_seed=1)\n" + check)
+    write_script(root, body, name="alone.py")
+    result = run_python(root / "alone.py", cwd=root)
+    assert_ok(result)
+    assert "after Run(): dir" in result.stdout
+    [sacred_dir] = sacred_run_dirs(root / "train_logs" / "sacred")
+    recorded = [name for name, _ in read_json(sacred_dir / "run.json")["experiment"]["sources"]]
+    assert "unused.py" in recorded and "alone.py" in recorded
