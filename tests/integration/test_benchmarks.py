@@ -50,7 +50,7 @@ def test_quick_run_measures_every_part_and_compares_the_weights(tmp_path):
     assert 0.02 < checkpoint["0.04MB"]["megabytes"] < 0.08  # the tiny model with its Adam state
     assert set(checkpoint["0.04MB"]["durable_ms"]) == {"torch.save", "torch.save + fsync", "blowtorch"}
     imports = results["summary"]["imports"]
-    assert set(imports) == {"torch_s", "blowtorch"}  # no Lightning or Ignite contestant chosen
+    assert set(imports) == {"torch_s", "blowtorch", "blowtorch-sacred"}  # no Lightning or Ignite contestant chosen
     assert set(imports["blowtorch"]) == {"cold", "after torch's warm-up"}
 
     ddp = results["ddp"]["records"]
@@ -60,6 +60,7 @@ def test_quick_run_measures_every_part_and_compares_the_weights(tmp_path):
     report = (out / "results.md").read_text()
     for heading in ("## Training: tiny", "## Checkpoint writes", "## Imports", "## DDP: blowtorch under torchrun"):
         assert heading in report
+    assert "| `from blowtorch import Run`, then sacred as `Run(...)` imports it | " in report  # what a script imports by its first step
     blowtorch_row = next(line for line in report.splitlines() if line.startswith("| **blowtorch, defaults on**"))
     assert blowtorch_row.endswith("| bit-identical |")
     assert report in result.stdout
