@@ -4,6 +4,8 @@ sacred asks git about every source file it finds, through GitPython (three git p
 Within one gather the answer is the same for every file of a repository, so blowtorch asks git
 itself once per repository (:mod:`blowtorch.sacred_bridge.git_state`, without importing GitPython)
 and hands every file of it that answer: the run records exactly what sacred would have recorded.
+Building sacred's ``Experiment`` gathers nothing (:func:`new_experiment`): the user's script is
+gathered once, when the run starts, so that modules imported after ``Run()`` count too.
 """
 
 from __future__ import annotations
