@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import shutil
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
 from tests.helpers import assert_ok, read_json, run_python, sacred_run_dirs, write_script
+from tests.integration.git_repositories import git, repository
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git executable")
 
@@ -49,25 +49,6 @@ ALONE = """\
     run.configure_optimizers(lambda model: torch.optim.SGD(model.parameters(), lr=0.1))
     run(torch.nn.Linear(2, 1), [(torch.randn(4, 2), torch.randn(4, 1))], max_epochs=1, progress=False)
 """
-
-
-def git(directory: Path, *args: str) -> str:
-    identity = ["-c", "user.name=test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false"]
-    return subprocess.run(["git", *identity, *args], cwd=directory, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def repository(directory: Path, files: dict[str, str], remote: str | None = None) -> str:
-    """A git repository with ``files`` committed; returns the commit."""
-    for name, text in files.items():
-        path = directory / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    git(directory, "init", "-q")
-    git(directory, "add", *files)
-    git(directory, "commit", "-q", "-m", "first")
-    if remote is not None:
-        git(directory, "remote", "add", "origin", remote)
-    return git(directory, "rev-parse", "HEAD")
 
 
 def md5(path: Path) -> str:
